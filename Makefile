@@ -1,0 +1,44 @@
+# antiphon: setup / demo / test / test-all / bench / lint. Every target builds .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+# TF must never see a GPU; JAX keeps its own device choice (CPU here, GPU with the `gpu` extra).
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup demo test test-all bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { \
+	  echo "error: $(PYTHON) not found. antiphon needs Python 3.11 (dm-reverb 0.14 has no wheel for newer Pythons)." >&2; \
+	  echo "       install it (e.g. pyenv install 3.11, or apt-get install python3.11 python3.11-venv) or run 'make PYTHON=/path/to/python3.11 ...'" >&2; \
+	  exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \
+	  echo "error: $(PYTHON) is not Python 3.11" >&2; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=23"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/antiphon train --agent d4pg --env dmc:cartpole-swingup --actors 1 \
+	  --steps 30000 --run-dir runs/demo --overwrite
+	@echo "learning curve: runs/demo/plots/returns.png"
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_quick
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check antiphon tests benchmarks
+	$(VENV)/bin/ruff format --check antiphon tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

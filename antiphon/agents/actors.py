@@ -1,0 +1,70 @@
+"""A generic feed-forward or recurrent actor around a pure policy function (Acme's GenericActor).
+
+The policy is `select_action(params, observation, state, key) -> (action, state)` for ONE
+(unbatched) observation; this class jits it on the CPU, owns the PRNG key and recurrent state,
+pulls parameters through a VariableClient and writes experience through an adder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dm_env
+import jax
+import numpy as np
+
+PolicyFn = Callable[[Any, Any, Any, jax.Array], tuple[Any, Any]]
+
+
+class GenericActor:
+    def __init__(
+        self,
+        policy: PolicyFn,
+        key: jax.Array,
+        variable_client,
+        adder=None,
+        initial_state: Callable[[], Any] | None = None,
+        backend: str = "cpu",
+    ):
+        self._client = variable_client
+        self._adder = adder
+        self._initial_state = initial_state or (lambda: ())
+        self._state = self._initial_state()
+        self._device = jax.devices(backend)[0]
+        self._key = jax.device_put(key, self._device)
+        self._params = None
+        self._params_version = None
+
+        def step(params, observation, state, key):
+            key, policy_key = jax.random.split(key)
+            action, state = policy(params, observation, state, policy_key)
+            return action, state, key
+
+        self._step = jax.jit(step, backend=backend)
+
+    def _current_params(self):
+        # Convert pulled numpy params to device arrays once per version, not once per step.
+        version = getattr(self._client, "version", None)
+        if self._params is None or version != self._params_version:
+            self._params = jax.device_put(self._client.params, self._device)
+            self._params_version = version
+        return self._params
+
+    def select_action(self, observation):
+        action, self._state, self._key = self._step(
+            self._current_params(), observation, self._state, self._key
+        )
+        return np.asarray(action)
+
+    def observe_first(self, timestep: dm_env.TimeStep) -> None:
+        self._state = self._initial_state()
+        if self._adder is not None:
+            self._adder.add_first(timestep)
+
+    def observe(self, action, next_timestep: dm_env.TimeStep) -> None:
+        if self._adder is not None:
+            self._adder.add(action, next_timestep)
+
+    def update(self, wait: bool = False) -> None:
+        self._client.update(wait)

@@ -1,0 +1,81 @@
+"""D4PG builder: replay table, n-step adder, dataset, learner, policies and actor."""
+
+from __future__ import annotations
+
+import jax
+import reverb
+
+from antiphon.agents.actors import GenericActor
+from antiphon.agents.d4pg import acting, learning
+from antiphon.agents.d4pg import networks as d4pg_networks
+from antiphon.agents.d4pg.config import D4PGConfig
+from antiphon.core.types import EnvironmentSpec, Transition
+from antiphon.core.variables import VariableClient
+from antiphon.replay import adders, datasets, tables
+
+REPLAY_TABLE = "priority_table"
+
+
+class D4PGBuilder:
+    name = "d4pg"
+    config_class = D4PGConfig
+
+    def __init__(self, config: D4PGConfig):
+        config.validate()
+        self.config = config
+
+    def make_networks(self, env_spec: EnvironmentSpec) -> d4pg_networks.D4PGNetworks:
+        return d4pg_networks.make_networks(env_spec, self.config)
+
+    def make_replay_tables(self, env_spec: EnvironmentSpec) -> list[reverb.Table]:
+        c = self.config
+        signature = adders.NStepTransitionAdder.signature(env_spec)
+        return [
+            tables.uniform_table(
+                REPLAY_TABLE,
+                max_size=c.max_replay_size,
+                signature=signature,
+                samples_per_insert=c.samples_per_insert,
+                min_replay_size=c.min_replay_size,
+            )
+        ]
+
+    def make_adder(self, client: reverb.Client) -> adders.NStepTransitionAdder:
+        return adders.NStepTransitionAdder(
+            client,
+            n_step=self.config.n_step,
+            discount=self.config.discount,
+            priority_fns={REPLAY_TABLE: None},
+        )
+
+    def make_dataset_iterator(self, server_address: str) -> datasets.DevicePrefetcher:
+        c = self.config
+        dataset = datasets.make_reverb_dataset(
+            server_address,
+            REPLAY_TABLE,
+            batch_size=c.batch_size,
+            num_batches_per_call=c.sgd_steps_per_call,
+        )
+        # The learner consumes Transition pytrees shaped [K, B, ...] on its device.
+        dataset = dataset.map(lambda sample: sample.data)
+        return datasets.DevicePrefetcher(dataset.as_numpy_iterator(), size=c.prefetch_size)
+
+    def make_learner(
+        self, networks, iterator, env_spec: EnvironmentSpec, key, counter=None, logger=None
+    ) -> learning.D4PGLearner:
+        # Reverb rebuilds the signature's namedtuple as its own class; restore ours.
+        iterator = (Transition(*batch) for batch in iterator)
+        return learning.D4PGLearner(
+            networks, self.config, env_spec, iterator, key, counter=counter, logger=logger
+        )
+
+    def make_policy(self, networks, evaluation: bool = False):
+        return acting.make_policy(networks, sigma=0.0 if evaluation else self.config.sigma)
+
+    def make_actor(
+        self, policy, key: jax.Array, variable_source, adder=None, evaluation: bool = False
+    ) -> GenericActor:
+        period = 1 if evaluation else self.config.variable_update_period
+        client = VariableClient(variable_source, "policy", update_period=period)
+        client.update(wait=True)
+        return GenericActor(policy, key, client, adder=adder)

@@ -1,0 +1,111 @@
+"""Haiku modules shared by agents: LayerNorm MLP torsos, bounded policies, critic heads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from antiphon.agents.distributional import MixtureParams
+
+# Acme's torso initialiser: small uniform fan-in scaling keeps LayerNorm inputs well conditioned.
+uniform_initializer = hk.initializers.VarianceScaling(1.0, "fan_in", "uniform")
+
+
+class LayerNormMLP(hk.Module):
+    """Linear -> LayerNorm -> tanh, then an ELU MLP (Acme's LayerNormMLP).
+
+    The normalised, tanh-squashed first layer makes the torso insensitive to observation scale,
+    which matters for unnormalised DM Control features.
+    """
+
+    def __init__(
+        self, layer_sizes: Sequence[int], activate_final: bool = False, name: str | None = None
+    ):
+        super().__init__(name=name)
+        self._layer_sizes = tuple(layer_sizes)
+        self._activate_final = activate_final
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        x = hk.Linear(self._layer_sizes[0], w_init=uniform_initializer)(inputs)
+        x = hk.LayerNorm(axis=-1, create_scale=True, create_offset=True)(x)
+        x = jnp.tanh(x)
+        if len(self._layer_sizes) > 1:
+            x = hk.nets.MLP(
+                self._layer_sizes[1:],
+                w_init=uniform_initializer,
+                activation=jax.nn.elu,
+                activate_final=self._activate_final,
+            )(x)
+        return x
+
+
+class NearZeroInitializedLinear(hk.Linear):
+    """A linear layer with initial outputs ~0 (a policy starts near the action-box centre)."""
+
+    def __init__(self, output_size: int, scale: float = 1e-4, name: str | None = None):
+        super().__init__(output_size, w_init=hk.initializers.VarianceScaling(scale), name=name)
+
+
+class DeterministicPolicy(hk.Module):
+    """obs -> LayerNormMLP -> near-zero linear -> tanh: an action in the canonical [-1, 1] box."""
+
+    def __init__(self, layer_sizes: Sequence[int], action_dim: int, name: str | None = None):
+        super().__init__(name=name)
+        self._layer_sizes = layer_sizes
+        self._action_dim = action_dim
+
+    def __call__(self, observation: jax.Array) -> jax.Array:
+        x = LayerNormMLP(self._layer_sizes, activate_final=True)(observation)
+        return jnp.tanh(NearZeroInitializedLinear(self._action_dim)(x))
+
+
+class CategoricalHead(hk.Module):
+    """Logits over a fixed support of `num_atoms` atoms (C51)."""
+
+    def __init__(self, num_atoms: int, name: str | None = None):
+        super().__init__(name=name)
+        self._num_atoms = num_atoms
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return hk.Linear(self._num_atoms, w_init=uniform_initializer)(x)
+
+
+class GaussianMixtureHead(hk.Module):
+    """K-component 1-D Gaussian mixture head (Shahriari et al. 2022; Acme's parameterisation).
+
+    sigma_k = c * softplus(raw_k) + min_scale with c = init_scale / softplus(0); all three linear
+    heads use a tiny initialiser, so at initialisation mu_k ~ 0, weights ~ uniform and
+    sigma_k ~ init_scale.
+    """
+
+    def __init__(
+        self,
+        num_components: int = 5,
+        init_scale: float = 1e-3,
+        min_scale: float = 1e-4,
+        name: str | None = None,
+    ):
+        super().__init__(name=name)
+        self._k = num_components
+        self._init_scale = init_scale
+        self._min_scale = min_scale
+
+    def __call__(self, x: jax.Array) -> MixtureParams:
+        w_init = hk.initializers.VarianceScaling(1e-5)
+        logits = hk.Linear(self._k, w_init=w_init, name="logits")(x)
+        locs = hk.Linear(self._k, w_init=w_init, name="locs")(x)
+        raw_scales = hk.Linear(self._k, w_init=w_init, name="scales")(x)
+        scale_factor = self._init_scale / jax.nn.softplus(0.0)
+        scales = scale_factor * jax.nn.softplus(raw_scales) + self._min_scale
+        return MixtureParams(logits=logits, locs=locs, scales=scales)
+
+
+def critic_inputs(observation: jax.Array, action: jax.Array, clip_action: bool) -> jax.Array:
+    """Concatenate observation and action; optionally clip the action to [-1, 1] so the critic
+    is never asked to extrapolate to out-of-spec actions (exploration noise can leave the box)."""
+    if clip_action:
+        action = jnp.clip(action, -1.0, 1.0)
+    return jnp.concatenate([observation, action], axis=-1)

@@ -1,0 +1,126 @@
+"""EnvironmentLoop: runs an actor in an environment, episode by episode; counts and logs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import dm_env
+import jax
+import numpy as np
+
+from antiphon.core.counting import Counter
+from antiphon.core.interfaces import Actor
+from antiphon.core.logging import Logger, make_logger
+
+
+class EnvLoopObserver(Protocol):
+    """Computes extra per-episode metrics (Acme's observer interface)."""
+
+    def observe_first(self, env: dm_env.Environment, timestep: dm_env.TimeStep) -> None: ...
+
+    def observe(self, env: dm_env.Environment, timestep: dm_env.TimeStep, action: Any) -> None: ...
+
+    def get_metrics(self) -> dict[str, Any]: ...
+
+
+def _add_rewards(total: Any, reward: Any) -> Any:
+    if reward is None:
+        return total
+    if total is None:
+        return jax.tree_util.tree_map(lambda r: np.array(r, copy=True), reward)
+    return jax.tree_util.tree_map(np.add, total, reward)
+
+
+def _as_python(x: Any) -> Any:
+    """0-d arrays as python floats, so loggers and results get plain numbers."""
+    return jax.tree_util.tree_map(lambda v: v.item() if np.ndim(v) == 0 else v, x)
+
+
+class EnvironmentLoop:
+    """Acts in `environment` with `actor`; one counter increment and one log line per episode.
+
+    `counter` defaults to a fresh root `Counter`, `logger` to a terminal logger for `label`.
+    With `should_update`, `actor.update(wait=False)` follows every step, so the actor refreshes
+    its parameters at the pace its `VariableClient`'s period allows.
+    """
+
+    def __init__(
+        self,
+        environment: dm_env.Environment,
+        actor: Actor,
+        counter: Counter | None = None,
+        logger: Logger | None = None,
+        should_update: bool = True,
+        label: str = "environment",
+        observers: Sequence[EnvLoopObserver] = (),
+    ):
+        self._environment = environment
+        self._actor = actor
+        self._counter = counter if counter is not None else Counter()
+        self._logger = logger if logger is not None else make_logger(label, None)
+        self._should_update = should_update
+        self._label = label
+        self._observers = list(observers)
+
+    def run_episode(self) -> dict[str, Any]:
+        """Runs one episode; returns (and logs) its length, return, speed and the counts."""
+        start = time.monotonic()
+        timestep = self._environment.reset()
+        self._actor.observe_first(timestep)
+        for observer in self._observers:
+            observer.observe_first(self._environment, timestep)
+
+        episode_length = 0
+        episode_return = None
+        while not timestep.last():
+            action = self._actor.select_action(timestep.observation)
+            timestep = self._environment.step(action)
+            self._actor.observe(action, next_timestep=timestep)
+            for observer in self._observers:
+                observer.observe(self._environment, timestep, action)
+            if self._should_update:
+                self._actor.update(wait=False)
+            episode_length += 1
+            episode_return = _add_rewards(episode_return, timestep.reward)
+
+        counts = self._counter.increment(episodes=1, steps=episode_length)
+        duration = time.monotonic() - start
+        result: dict[str, Any] = {
+            "episode_length": episode_length,
+            "episode_return": _as_python(episode_return) if episode_return is not None else 0.0,
+            "steps_per_second": episode_length / max(duration, 1e-9),
+        }
+        for observer in self._observers:
+            result.update(observer.get_metrics())
+        result.update(counts)
+        self._logger.write(result)
+        return result
+
+    def run(
+        self,
+        num_episodes: int | None = None,
+        num_steps: int | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> int:
+        """Runs episodes until `num_episodes` or `num_steps` is reached or `stop_event` is set.
+
+        Checks happen between episodes, so a step budget is met or exceeded by the last episode.
+        With neither budget, runs until `stop_event` is set (or forever). Returns the steps run.
+        """
+        if num_episodes is not None and num_steps is not None:
+            raise ValueError("give num_episodes or num_steps, not both")
+        episodes = steps = 0
+        while True:
+            if stop_event is not None and stop_event.is_set():
+                break
+            if num_episodes is not None and episodes >= num_episodes:
+                break
+            if num_steps is not None and steps >= num_steps:
+                break
+            result = self.run_episode()
+            episodes += 1
+            steps += result["episode_length"]
+        return steps

@@ -1,0 +1,306 @@
+"""dm_env wrappers: flat float32 observations, canonical [-1, 1] actions, action repeat.
+
+Every agent in antiphon sees the same kind of environment: one flat float32 observation vector
+(for state-based tasks), continuous actions in [-1, 1] (so a tanh policy fits any task), and
+float32 rewards and discounts (so replay signatures and jitted learners never see float64).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dm_env
+import numpy as np
+import tree
+from dm_env import specs
+
+__all__ = [
+    "ActionRepeatWrapper",
+    "CanonicalActionWrapper",
+    "EnvironmentWrapper",
+    "ObservationFlattenWrapper",
+    "SinglePrecisionWrapper",
+]
+
+
+class EnvironmentWrapper(dm_env.Environment):
+    """Forwards everything to the wrapped environment; subclasses override what they change."""
+
+    def __init__(self, environment: dm_env.Environment):
+        self._environment = environment
+
+    @property
+    def environment(self) -> dm_env.Environment:
+        """The directly wrapped environment."""
+        return self._environment
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails. Guard private names so that copy/pickle (which
+        # probe attributes before __init__ has run) cannot recurse into a missing _environment.
+        if name.startswith("__") or name == "_environment":
+            raise AttributeError(name)
+        return getattr(self._environment, name)
+
+    def reset(self) -> dm_env.TimeStep:
+        return self._environment.reset()
+
+    def step(self, action: Any) -> dm_env.TimeStep:
+        return self._environment.step(action)
+
+    def observation_spec(self) -> Any:
+        return self._environment.observation_spec()
+
+    def action_spec(self) -> Any:
+        return self._environment.action_spec()
+
+    def reward_spec(self) -> Any:
+        return self._environment.reward_spec()
+
+    def discount_spec(self) -> Any:
+        return self._environment.discount_spec()
+
+    def close(self) -> None:
+        self._environment.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._environment!r})"
+
+
+# ----------------------------------------------------------------------------------------------
+# Observations
+
+
+def _flat_size(spec: specs.Array) -> int:
+    # Scalars (shape ()) become length-1 entries.
+    return int(np.prod(spec.shape, dtype=np.int64))
+
+
+def _ordered_leaves(value: Any, spec: Any) -> list[tuple[Any, Any]]:
+    """(value, spec) pairs in the spec's own order (dict insertion order, not sorted keys).
+
+    dm_control's observation specs are OrderedDicts whose order is meaningful (it is the order
+    the task defines); tree.flatten would sort keys instead, so walk the structure by hand.
+    """
+    if isinstance(spec, Mapping):
+        return [pair for key in spec for pair in _ordered_leaves(value[key], spec[key])]
+    if isinstance(spec, (list, tuple)):
+        return [pair for v, s in zip(value, spec, strict=True) for pair in _ordered_leaves(v, s)]
+    return [(value, spec)]
+
+
+class ObservationFlattenWrapper(EnvironmentWrapper):
+    """Concatenates a (nested) dict of observations into one 1-D float32 vector.
+
+    Keys keep the order of the wrapped observation spec (dm_control's order). A non-dict
+    observation is flattened to 1-D as well.
+    """
+
+    def __init__(self, environment: dm_env.Environment):
+        super().__init__(environment)
+        self._inner_spec = environment.observation_spec()
+        leaves = _ordered_leaves(self._inner_spec, self._inner_spec)
+        size = sum(_flat_size(spec) for _, spec in leaves)
+        self._observation_spec = specs.Array((size,), np.float32, name="observations")
+
+    def _flatten(self, observation: Any) -> np.ndarray:
+        leaves = _ordered_leaves(observation, self._inner_spec)
+        parts = [np.asarray(value, dtype=np.float32).reshape(-1) for value, _ in leaves]
+        if not parts:
+            return np.zeros((0,), np.float32)
+        return np.concatenate(parts)
+
+    def _convert(self, timestep: dm_env.TimeStep) -> dm_env.TimeStep:
+        return timestep._replace(observation=self._flatten(timestep.observation))
+
+    def reset(self) -> dm_env.TimeStep:
+        return self._convert(self._environment.reset())
+
+    def step(self, action: Any) -> dm_env.TimeStep:
+        return self._convert(self._environment.step(action))
+
+    def observation_spec(self) -> specs.Array:
+        return self._observation_spec
+
+
+# ----------------------------------------------------------------------------------------------
+# Actions
+
+
+def _is_rescalable(spec: Any) -> bool:
+    """A continuous, finitely bounded action spec (DiscreteArray and integer specs are not)."""
+    return (
+        isinstance(spec, specs.BoundedArray)
+        and not isinstance(spec, specs.DiscreteArray)
+        and np.issubdtype(spec.dtype, np.floating)
+        and bool(np.all(np.isfinite(spec.minimum)))
+        and bool(np.all(np.isfinite(spec.maximum)))
+    )
+
+
+def _canonical_spec(spec: Any) -> Any:
+    if not _is_rescalable(spec):
+        return spec
+    # Full-shape bounds, so agents can read spec.minimum.shape like any other bounded spec.
+    return specs.BoundedArray(
+        shape=spec.shape,
+        dtype=spec.dtype,
+        minimum=np.full(spec.shape, -1.0, spec.dtype),
+        maximum=np.full(spec.shape, 1.0, spec.dtype),
+        name=spec.name,
+    )
+
+
+def _scale_action(action: Any, spec: Any) -> Any:
+    if not _is_rescalable(spec):
+        return action
+    # Policies (exploration noise, untrained nets) may step outside [-1, 1]: clip first so the
+    # wrapped environment only ever receives actions inside its own bounds.
+    action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+    low = np.asarray(spec.minimum, dtype=np.float64)
+    high = np.asarray(spec.maximum, dtype=np.float64)
+    scaled = low + (action + 1.0) * 0.5 * (high - low)
+    return np.broadcast_to(scaled, spec.shape).astype(spec.dtype)
+
+
+class CanonicalActionWrapper(EnvironmentWrapper):
+    """Exposes continuous bounded actions as [-1, 1] and maps them affinely to [low, high].
+
+    Incoming actions are clipped to [-1, 1] first. Discrete, integer, unbounded (plain Array) and
+    not finitely bounded specs are passed through untouched. Nested action specs are handled leaf
+    by leaf.
+    """
+
+    def __init__(self, environment: dm_env.Environment):
+        super().__init__(environment)
+        self._inner_spec = environment.action_spec()
+        self._action_spec = tree.map_structure(_canonical_spec, self._inner_spec)
+
+    def step(self, action: Any) -> dm_env.TimeStep:
+        scaled = tree.map_structure_up_to(self._inner_spec, _scale_action, action, self._inner_spec)
+        return self._environment.step(scaled)
+
+    def action_spec(self) -> Any:
+        return self._action_spec
+
+
+# ----------------------------------------------------------------------------------------------
+# Precision
+
+
+def _single_precision_spec(spec: Any) -> Any:
+    if not isinstance(spec, specs.Array) or spec.dtype != np.float64:
+        return spec
+    if isinstance(spec, specs.BoundedArray):
+        return specs.BoundedArray(
+            shape=spec.shape,
+            dtype=np.float32,
+            minimum=np.asarray(spec.minimum).astype(np.float32),
+            maximum=np.asarray(spec.maximum).astype(np.float32),
+            name=spec.name,
+        )
+    return specs.Array(shape=spec.shape, dtype=np.float32, name=spec.name)
+
+
+def _single_precision_value(value: Any) -> Any:
+    if value is None:  # reward/discount of a FIRST timestep
+        return None
+    array = np.asarray(value)
+    if array.dtype != np.float64:
+        return value
+    # `[()]` turns a 0-d array into a numpy scalar and leaves n-d arrays as they are.
+    return array.astype(np.float32)[()]
+
+
+class SinglePrecisionWrapper(EnvironmentWrapper):
+    """float64 observations, rewards and discounts (values and specs) become float32.
+
+    Python floats count as float64. float64 action specs are exposed as float32 too, and actions
+    are cast back to the wrapped spec's dtype on the way in, so agents work in float32 end to end.
+    Integer dtypes are left alone.
+    """
+
+    def __init__(self, environment: dm_env.Environment):
+        super().__init__(environment)
+        self._inner_action_spec = environment.action_spec()
+
+    def _convert(self, timestep: dm_env.TimeStep) -> dm_env.TimeStep:
+        return timestep._replace(
+            observation=tree.map_structure(_single_precision_value, timestep.observation),
+            reward=tree.map_structure(_single_precision_value, timestep.reward),
+            discount=tree.map_structure(_single_precision_value, timestep.discount),
+        )
+
+    def reset(self) -> dm_env.TimeStep:
+        return self._convert(self._environment.reset())
+
+    def step(self, action: Any) -> dm_env.TimeStep:
+        def cast(a: Any, spec: Any) -> Any:
+            if isinstance(spec, specs.Array) and spec.dtype == np.float64:
+                return np.asarray(a, dtype=np.float64)
+            return a
+
+        action = tree.map_structure_up_to(
+            self._inner_action_spec, cast, action, self._inner_action_spec
+        )
+        return self._convert(self._environment.step(action))
+
+    def observation_spec(self) -> Any:
+        return tree.map_structure(_single_precision_spec, self._environment.observation_spec())
+
+    def action_spec(self) -> Any:
+        return tree.map_structure(_single_precision_spec, self._inner_action_spec)
+
+    def reward_spec(self) -> Any:
+        return tree.map_structure(_single_precision_spec, self._environment.reward_spec())
+
+    def discount_spec(self) -> Any:
+        return tree.map_structure(_single_precision_spec, self._environment.discount_spec())
+
+
+# ----------------------------------------------------------------------------------------------
+# Action repeat
+
+
+class ActionRepeatWrapper(EnvironmentWrapper):
+    """Applies each action `num_repeats` times and returns one combined timestep.
+
+    Convention (Acme's): with inner rewards r_k and discounts d_k of the repeated steps,
+        reward   = r_0 + d_0 r_1 + d_0 d_1 r_2 + ...   (discounted by the environment's
+                                                          discounts only, no agent gamma)
+        discount = d_0 d_1 ... d_{k-1}
+    so a termination inside the repeat zeroes the discount and rewards after it never count.
+    The agent's own gamma applies once per (repeated) step. The repeat stops early when the
+    episode ends, and the returned timestep is that LAST one (with the summed reward).
+    """
+
+    def __init__(self, environment: dm_env.Environment, num_repeats: int):
+        if int(num_repeats) != num_repeats or num_repeats < 1:
+            raise ValueError(f"action repeat must be an integer >= 1, got {num_repeats!r}")
+        super().__init__(environment)
+        self._num_repeats = int(num_repeats)
+
+    @property
+    def num_repeats(self) -> int:
+        return self._num_repeats
+
+    def step(self, action: Any) -> dm_env.TimeStep:
+        reward: Any = 0.0
+        discount: Any = 1.0
+        timestep = None
+        for _ in range(self._num_repeats):
+            timestep = self._environment.step(action)
+            if timestep.first():
+                # dm_env auto-reset: stepping after LAST starts a new episode. That FIRST
+                # timestep has no reward; hand it back untouched rather than repeating into
+                # the new episode with a stale action.
+                return timestep
+            reward = reward + discount * np.asarray(timestep.reward)
+            discount = discount * np.asarray(timestep.discount)
+            if timestep.last():
+                break
+        assert timestep is not None
+        # Keep the wrapped environment's dtypes (float32 stays float32).
+        reward = np.asarray(reward, dtype=np.asarray(timestep.reward).dtype)[()]
+        discount = np.asarray(discount, dtype=np.asarray(timestep.discount).dtype)[()]
+        return timestep._replace(reward=reward, discount=discount)

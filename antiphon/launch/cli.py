@@ -1,0 +1,413 @@
+"""`antiphon train | plot`: the command line.
+
+Every field of the chosen agent's config is an option (`--critic-type c51`, `--batch-size 512`,
+`--policy-layer-sizes 256,256`). Bad input ends with ONE line on stderr and exit status 2, before
+anything is written to the run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import os
+import shutil
+import sys
+import time
+import types
+import typing
+from typing import Any, Literal, NoReturn
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as a single line (and suggests close option names)."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments:"):
+            unknown = message.split(":", 1)[1].split()
+            options = [o for a in self._actions for o in a.option_strings]
+            for arg in unknown:
+                if arg.startswith("--"):
+                    close = difflib.get_close_matches(arg.split("=")[0], options, n=3)
+                    if close:
+                        message += f" (did you mean: {', '.join(close)}?)"
+                        break
+            message += " — `antiphon train --agent AGENT --help` lists the agent's options"
+        raise UsageError(message)
+
+
+# ------------------------------------------------------------------------------------------------
+# Config fields as options
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true/false, got '{text}'")
+
+
+def _option_type(tp: Any):
+    """(argparse type callable, choices) for a config field annotation."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        return type(choices[0]), list(choices)
+    if origin in (tuple, typing.Tuple):  # noqa: UP006 - both spellings appear in annotations
+        item = typing.get_args(tp)[0]
+
+        def parse_tuple(text: str):
+            parts = [p for p in text.replace(" ", "").split(",") if p]
+            if not parts:
+                raise ValueError(f"expected a comma-separated list of {item.__name__}")
+            return tuple(item(p) for p in parts)
+
+        parse_tuple.__name__ = f"comma-separated {item.__name__}s"
+        return parse_tuple, None
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _option_type(inner[0])
+    if tp is bool:
+        _bool.__name__ = "bool"
+        return _bool, None
+    return tp, None
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_class) -> None:
+    hints = typing.get_type_hints(config_class)
+    group = parser.add_argument_group(f"{config_class.__name__} fields")
+    for field in dataclasses.fields(config_class):
+        parse, choices = _option_type(hints[field.name])
+        default = field.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(
+            "--" + field.name.replace("_", "-"),
+            dest=f"config.{field.name}",
+            type=parse,
+            choices=choices,
+            default=argparse.SUPPRESS,
+            metavar=None if choices else field.name.upper(),
+            help=f"default: {shown}",
+        )
+
+
+def config_from_args(args: argparse.Namespace, config_class):
+    overrides = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("config.")}
+    config = config_class(**overrides)
+    try:
+        config.validate()
+    except ValueError as e:
+        raise UsageError(f"invalid config: {e}") from None
+    return config
+
+
+# ------------------------------------------------------------------------------------------------
+# train
+
+
+def _train_parser(config_class=None) -> _Parser:
+    p = _Parser(prog="antiphon train", description="Train an agent (online, from actors).")
+    p.add_argument("--agent", required=True, help="agent name, e.g. d4pg")
+    p.add_argument("--env", required=True, help="environment, e.g. dmc:cartpole-swingup")
+    p.add_argument("--actors", type=int, default=1, help="number of actors (default 1)")
+    p.add_argument("--steps", type=int, default=100_000, help="total actor env steps")
+    p.add_argument("--run-dir", default=None, help="run directory (default runs/<agent>-<env>)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--action-repeat", type=int, default=1)
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=10_000,
+        help="actor steps between evaluations; 0 disables the evaluator",
+    )
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--launcher", choices=["threads", "local_mt"], default="threads")
+    p.add_argument("--checkpoint-every", type=float, default=120.0, help="seconds")
+    p.add_argument(
+        "--no-replay-checkpoint",
+        action="store_true",
+        help="do not checkpoint the replay buffer into run_dir/replay",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="delete an existing run_dir instead of resuming it"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    p.add_argument("--print-logs", action="store_true", help="print every node's log lines")
+    if config_class is not None:
+        add_config_options(p, config_class)
+    return p
+
+
+def _check_run_dir(run_dir: str, agent: str, stored_fields: dict[str, Any], overwrite: bool) -> str:
+    """'new' or 'resume'; raises UsageError when the directory belongs to something else."""
+    from antiphon.core import checkpointing
+
+    if not os.path.exists(run_dir):
+        return "new"
+    if not os.path.isdir(run_dir):
+        raise UsageError(f"run_dir '{run_dir}' exists and is not a directory")
+    if overwrite:
+        return "overwrite"
+    config_path = os.path.join(run_dir, "config.json")
+    metadata = checkpointing.read_metadata(os.path.join(run_dir, "checkpoints", "learner"))
+    if not os.path.exists(config_path):
+        if metadata and metadata.get("agent") != agent:
+            raise UsageError(
+                f"run_dir '{run_dir}' holds a '{metadata.get('agent')}' checkpoint, "
+                f"not '{agent}'; use another --run-dir or --overwrite"
+            )
+        if os.listdir(run_dir):
+            raise UsageError(
+                f"run_dir '{run_dir}' is not empty and is not an antiphon run; "
+                "use another --run-dir or --overwrite"
+            )
+        return "new"
+    try:
+        with open(config_path) as f:
+            stored = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"run_dir '{run_dir}' has an unreadable config.json ({e})") from None
+    if stored.get("agent") != agent or (metadata and metadata.get("agent") != agent):
+        found = stored.get("agent") if stored.get("agent") != agent else metadata.get("agent")
+        raise UsageError(
+            f"run_dir '{run_dir}' holds a '{found}' run, not '{agent}'; "
+            "use another --run-dir or --overwrite"
+        )
+    for key in ("env", "config", "action_repeat"):
+        if stored.get(key) != stored_fields[key]:
+            if key == "config":
+                diffs = [
+                    k
+                    for k in stored_fields["config"]
+                    if stored["config"].get(k) != stored_fields["config"][k]
+                ]
+                what = ", ".join(
+                    f"{k}={stored['config'].get(k)!r} (now {stored_fields['config'][k]!r})"
+                    for k in diffs[:3]
+                )
+            else:
+                what = f"{key}={stored.get(key)!r} (now {stored_fields[key]!r})"
+            raise UsageError(
+                f"run_dir '{run_dir}' was started with {what}; resume with the "
+                "same settings, or use another --run-dir or --overwrite"
+            )
+    return "resume"
+
+
+def _write_json_atomic(path: str, value: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def train(argv: list[str]) -> int:
+    from antiphon.agents.registry import UnknownAgentError, get_builder_class
+
+    # Phase 1: which agent? (its config fields become options). --help without it: the basics.
+    first = _Parser(add_help=False)
+    first.add_argument("--agent")
+    known, _ = first.parse_known_args(argv)
+    if known.agent is None:
+        if "-h" in argv or "--help" in argv:
+            _train_parser().print_help()
+            return 0
+        raise UsageError("--agent is required (e.g. --agent d4pg)")
+    try:
+        builder_class = get_builder_class(known.agent)
+    except UnknownAgentError as e:
+        raise UsageError(str(e)) from None
+
+    # Phase 2: everything, including the agent's config fields.
+    parser = _train_parser(builder_class.config_class)
+    args = parser.parse_args(argv)
+    config = config_from_args(args, builder_class.config_class)
+    if args.actors < 1:
+        raise UsageError(f"--actors must be >= 1 (got {args.actors})")
+    if args.steps < 1:
+        raise UsageError(f"--steps must be >= 1 (got {args.steps})")
+    if args.action_repeat < 1:
+        raise UsageError(f"--action-repeat must be >= 1 (got {args.action_repeat})")
+    if args.eval_every < 0 or args.eval_episodes < 1:
+        raise UsageError("--eval-every must be >= 0 and --eval-episodes >= 1")
+
+    from antiphon.core.types import make_environment_spec
+    from antiphon.environments import UnknownEnvironmentError, make_environment
+
+    try:
+        environment = make_environment(args.env, seed=args.seed, action_repeat=args.action_repeat)
+    except UnknownEnvironmentError as e:
+        raise UsageError(str(e)) from None
+    env_spec = make_environment_spec(environment)
+    environment.close()
+
+    run_dir = args.run_dir or os.path.join("runs", f"{known.agent}-{args.env.replace(':', '-')}")
+    record = {
+        "agent": known.agent,
+        "env": args.env,
+        "action_repeat": args.action_repeat,
+        "config": json.loads(json.dumps(dataclasses.asdict(config))),
+    }
+    mode = _check_run_dir(run_dir, known.agent, record, args.overwrite)
+    builder = builder_class(config)
+
+    # All input is valid: only now touch the run directory.
+    if mode == "overwrite":
+        shutil.rmtree(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    record.update(
+        seed=args.seed,
+        actors=args.actors,
+        steps=args.steps,
+        command="antiphon train " + " ".join(argv),
+    )
+    _write_json_atomic(os.path.join(run_dir, "config.json"), record)
+
+    from antiphon.launch import experiments, threads
+    from antiphon.launch.plotting import plot_run
+
+    experiment = experiments.OnlineExperiment(
+        environment=args.env,
+        max_actor_steps=args.steps,
+        run_dir=run_dir,
+        num_actors=args.actors,
+        seed=args.seed,
+        action_repeat=args.action_repeat,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        checkpoint_every_seconds=args.checkpoint_every,
+        replay_checkpoint=not args.no_replay_checkpoint,
+        print_logs=args.print_logs,
+    )
+    program = experiments.build_online_program(builder, experiment, env_spec)
+    print(
+        f"{'resuming' if mode == 'resume' else 'starting'} {known.agent} on {args.env} "
+        f"with {args.actors} actor(s) for {args.steps} env steps -> {run_dir}",
+        file=sys.stderr,
+    )
+    started = time.time()
+    launched = threads.launch(program)
+    interrupted = False
+    try:
+        _watch(launched, args.steps, show_progress=not args.no_progress)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("interrupted: stopping and saving checkpoints...", file=sys.stderr)
+    finally:
+        launched.shutdown()
+    launched.wait(0)  # re-raises a node failure
+    counts = launched.instances["counter"].status()
+    try:
+        png = plot_run([run_dir])
+    except ValueError:
+        png = None
+    print(
+        f"done in {time.time() - started:.0f} s: actor_steps={counts.get('actor_steps', 0):.0f} "
+        f"learner_steps={counts.get('learner_steps', 0):.0f} "
+        f"last eval return={counts.get('eval_return', float('nan')):.1f}",
+        file=sys.stderr,
+    )
+    print(
+        f"run dir: {run_dir} (logs/, tb/, checkpoints/{', plots/returns.png' if png else ''})",
+        file=sys.stderr,
+    )
+    return 130 if interrupted else 0
+
+
+def _watch(launched, total_steps: int, show_progress: bool) -> None:
+    """Wait for the program, showing a live progress bar fed by the counter node."""
+    from antiphon.core.logging import ProgressDisplay
+
+    counter = launched.instances["counter"]
+    history: list[tuple[float, float]] = []
+
+    def poll() -> dict[str, Any]:
+        status = counter.status()
+        steps = float(status.get("actor_steps", 0))
+        now = time.time()
+        history.append((now, steps))
+        while len(history) > 2 and now - history[0][0] > 30:
+            history.pop(0)
+        dt = history[-1][0] - history[0][0]
+        rate = (history[-1][1] - history[0][1]) / dt if dt > 0 else 0.0
+        return {
+            "steps": steps,
+            "steps_per_second": rate,
+            "recent_return": status.get("actor_return"),
+            "eval_return": status.get("eval_return"),
+            "learner_steps": status.get("learner_steps", 0),
+        }
+
+    if not show_progress:
+        while not launched.stop_requested:
+            time.sleep(0.5)
+        return
+    with ProgressDisplay(total_steps, poll, description="env steps"):
+        while not launched.stop_requested:
+            time.sleep(0.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# plot
+
+
+def plot(argv: list[str]) -> int:
+    from antiphon.launch.plotting import plot_run
+
+    p = _Parser(prog="antiphon plot", description="Plot learning curves of run directories.")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", default=None, help="PNG path (default RUN_DIR/plots/returns.png)")
+    args = p.parse_args(argv)
+    for run_dir in args.run_dirs:
+        if not os.path.isdir(run_dir):
+            raise UsageError(f"no such run directory: {run_dir}")
+    try:
+        path = plot_run(args.run_dirs, args.out)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(path)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+
+COMMANDS = {"train": train, "plot": plot}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(
+            "usage: antiphon {train,plot} ...\n\n"
+            "  train   train an agent, e.g. antiphon train --agent d4pg "
+            "--env dmc:cartpole-swingup --actors 2 --steps 100000 --run-dir runs/x\n"
+            "  plot    plot learning curves: antiphon plot runs/x [runs/y ...]"
+        )
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        close = difflib.get_close_matches(command, list(COMMANDS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        print(
+            f"antiphon: error: unknown command '{command}'{hint} (commands: {', '.join(COMMANDS)})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return COMMANDS[command](rest)
+    except UsageError as e:
+        print(f"antiphon {command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,366 @@
+"""The node graphs of antiphon programs and the node classes they are made of.
+
+Online program (`build_online_program`):
+
+    replay (Reverb) <- actor x N -> counter <- evaluator
+       |                 ^            ^          |
+       v                 |            |          |
+    learner ----(variables)-----------+----------+
+
+Every node takes only handles and plain values, so the same graph runs on any launcher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from antiphon.core import checkpointing
+from antiphon.core.counting import Counter
+from antiphon.core.logging import NoOpLogger, make_logger
+from antiphon.core.loop import EnvironmentLoop
+from antiphon.core.types import EnvironmentSpec, make_environment_spec
+from antiphon.launch import program as lp
+
+# ------------------------------------------------------------------------------------------------
+# Run directory layout (ARCHITECTURE.md §6)
+
+
+def checkpoint_dir(run_dir: str, name: str) -> str:
+    return os.path.join(run_dir, "checkpoints", name)
+
+
+def replay_dir(run_dir: str) -> str:
+    return os.path.join(run_dir, "replay")
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineExperiment:
+    """Everything an online run needs besides the agent's builder."""
+
+    environment: str  # registry name, e.g. "dmc:cartpole-swingup"
+    max_actor_steps: int
+    run_dir: str | None = None
+    num_actors: int = 1
+    seed: int = 0
+    action_repeat: int = 1
+    eval_every: int = 10_000  # actor steps between evaluations (0: no evaluator)
+    eval_episodes: int = 10
+    checkpoint_every_seconds: float = 120.0
+    replay_checkpoint: bool = True
+    log_every_seconds: float = 10.0
+    print_logs: bool = False  # per-node lines on the terminal (the progress bar is separate)
+
+
+def _make_env(experiment: OnlineExperiment, seed: int):
+    from antiphon.environments import make_environment
+
+    return make_environment(
+        experiment.environment, seed=seed, action_repeat=experiment.action_repeat
+    )
+
+
+def _logger(experiment: OnlineExperiment, label: str, step_key: str | None = None):
+    return make_logger(
+        label,
+        experiment.run_dir,
+        time_delta=experiment.log_every_seconds,
+        print_to_terminal=experiment.print_logs,
+        step_key=step_key,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Nodes
+
+
+class CounterNode:
+    """The program's counter, its step limiter and a board of latest values for progress display.
+
+    Stops the program once `actor_steps >= max_actor_steps` and, if there is an evaluator, it has
+    evaluated at (or past) that step count.
+    """
+
+    def __init__(self, experiment: OnlineExperiment, wait_for_evaluator: bool):
+        self._experiment = experiment
+        self._counter = Counter()
+        self._status: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._wait_for_evaluator = wait_for_evaluator
+        self._stop = threading.Event()
+        self._checkpointer = None
+        if experiment.run_dir:
+            self._checkpointer = checkpointing.Checkpointer(
+                checkpoint_dir(experiment.run_dir, "counter"),
+                self._counter,
+                time_delta_seconds=experiment.checkpoint_every_seconds,
+            )
+            self._checkpointer.restore()
+        self._start_time = time.time()
+
+    def increment(self, **counts: float) -> dict[str, float]:
+        return self._counter.increment(**counts)
+
+    def get_counts(self) -> dict[str, float]:
+        return self._counter.get_counts()
+
+    def report(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._status[key] = value
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            status = dict(self._status)
+        status.update(self._counter.get_counts())
+        status["elapsed_seconds"] = time.time() - self._start_time
+        return status
+
+    def done(self) -> bool:
+        counts = self._counter.get_counts()
+        if counts.get("actor_steps", 0) < self._experiment.max_actor_steps:
+            return False
+        if not self._wait_for_evaluator:
+            return True
+        with self._lock:
+            evaluated_at = self._status.get("evaluated_at_actor_steps", -1)
+        return evaluated_at >= self._experiment.max_actor_steps
+
+    def run(self) -> None:
+        from antiphon.launch import threads
+
+        while not self._stop.wait(0.25):
+            if self._checkpointer is not None:
+                self._checkpointer.save()
+            if self.done():
+                threads.stop()
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.save(force=True)
+
+
+class LearnerNode:
+    """Builds the learner on the replay's dataset; checkpoints it; serves its variables."""
+
+    def __init__(
+        self,
+        builder,
+        env_spec: EnvironmentSpec,
+        replay_address: str,
+        counter,
+        experiment: OnlineExperiment,
+    ):
+        self._experiment = experiment
+        networks = builder.make_networks(env_spec)
+        self._iterator = builder.make_dataset_iterator(replay_address)
+        self.learner = builder.make_learner(
+            networks,
+            self._iterator,
+            env_spec,
+            jax.random.PRNGKey(experiment.seed),
+            counter=Counter(counter, "learner"),
+            logger=_logger(experiment, "learner", step_key="learner_steps"),
+        )
+        self._stop = threading.Event()
+        self._checkpointer = None
+        if experiment.run_dir:
+            self._checkpointer = checkpointing.Checkpointer(
+                checkpoint_dir(experiment.run_dir, "learner"),
+                self.learner,
+                time_delta_seconds=experiment.checkpoint_every_seconds,
+                metadata={"agent": builder.name},
+            )
+            self._checkpointer.restore()
+
+    def get_variables(self, names):
+        return self.learner.get_variables(names)
+
+    def variables_version(self) -> int:
+        return self.learner.variables_version()
+
+    def run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.learner.step()
+                if self._checkpointer is not None:
+                    self._checkpointer.save()
+        except Exception:
+            if not self._stop.is_set():
+                raise  # a real failure; during shutdown Reverb going away ends the stream
+        finally:
+            if self._checkpointer is not None:
+                self._checkpointer.save(force=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.learner.stop()
+        # Unblocks a learner waiting for a batch (the rate limiter holds samples back once the
+        # actors stop inserting).
+        close = getattr(self._iterator, "close", None)
+        if callable(close):
+            close()
+
+
+class ActorNode:
+    """One actor: its own environment, adder into replay, parameters from the learner."""
+
+    def __init__(
+        self,
+        builder,
+        replay_address: str,
+        learner,
+        counter,
+        experiment: OnlineExperiment,
+        actor_id: int,
+    ):
+        import reverb
+
+        seed = experiment.seed * 1000 + actor_id + 1
+        self._experiment = experiment
+        environment = _make_env(experiment, seed)
+        env_spec = make_environment_spec(environment)
+        networks = builder.make_networks(env_spec)
+        policy = builder.make_policy(networks, evaluation=False)
+        adder = builder.make_adder(reverb.Client(replay_address))
+        actor = builder.make_actor(policy, jax.random.PRNGKey(seed), learner, adder=adder)
+        self._counter = counter
+        self._loop = EnvironmentLoop(
+            environment,
+            actor,
+            counter=Counter(counter, "actor"),
+            logger=_logger(experiment, f"actor_{actor_id}", step_key="actor_steps"),
+            label=f"actor_{actor_id}",
+        )
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            result = self._loop.run_episode()
+            self._counter.report("actor_return", float(result["episode_return"]))
+            if result.get("steps", 0) >= self._experiment.max_actor_steps:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class EvaluatorNode:
+    """Evaluates the greedy policy every `eval_every` actor steps (and at the start and end)."""
+
+    def __init__(self, builder, learner, counter, experiment: OnlineExperiment):
+        seed = experiment.seed * 1000 + 999
+        self._experiment = experiment
+        self._environment = _make_env(experiment, seed)
+        env_spec = make_environment_spec(self._environment)
+        networks = builder.make_networks(env_spec)
+        policy = builder.make_policy(networks, evaluation=True)
+        self._actor = builder.make_actor(policy, jax.random.PRNGKey(seed), learner, evaluation=True)
+        self._counter = counter
+        self._logger = make_logger(
+            "evaluator",
+            experiment.run_dir,
+            time_delta=0.0,
+            print_to_terminal=experiment.print_logs,
+            step_key="actor_steps",
+        )
+        # Episodes are summarised by evaluate(), not logged one by one.
+        self._loop = EnvironmentLoop(
+            self._environment,
+            self._actor,
+            should_update=False,
+            logger=NoOpLogger(),
+            label="evaluator",
+        )
+        self._stop = threading.Event()
+        self._start = time.time()
+
+    def evaluate(self) -> dict[str, float]:
+        counts = self._counter.get_counts()
+        self._actor.update(wait=True)
+        returns = []
+        for _ in range(self._experiment.eval_episodes):
+            if self._stop.is_set():
+                break
+            returns.append(float(self._loop.run_episode()["episode_return"]))
+        result = {
+            "actor_steps": counts.get("actor_steps", 0),
+            "learner_steps": counts.get("learner_steps", 0),
+            "eval_return_mean": float(np.mean(returns)) if returns else float("nan"),
+            "eval_return_std": float(np.std(returns)) if returns else float("nan"),
+            "eval_episodes": len(returns),
+            "wall_seconds": time.time() - self._start,
+        }
+        if returns:
+            self._logger.write(result)
+            self._counter.report("eval_return", result["eval_return_mean"])
+        return result
+
+    def run(self) -> None:
+        every = self._experiment.eval_every
+        limit = self._experiment.max_actor_steps
+        next_eval = 0
+        while not self._stop.is_set():
+            steps = self._counter.get_counts().get("actor_steps", 0)
+            if steps >= next_eval or steps >= limit:
+                result = self.evaluate()
+                if result["actor_steps"] >= limit:
+                    self._counter.report("evaluated_at_actor_steps", result["actor_steps"])
+                    return
+                next_eval = (int(result["actor_steps"]) // every + 1) * every
+            else:
+                self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self._logger.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Programs
+
+
+def build_online_program(
+    builder, experiment: OnlineExperiment, env_spec: EnvironmentSpec
+) -> lp.Program:
+    """replay + counter + learner + `num_actors` actors + evaluator, on any launcher."""
+    program = lp.Program(name=f"{builder.name}-online")
+    with program.group("replay"):
+        replay = program.add_node(
+            lp.ReverbNode(
+                lambda: builder.make_replay_tables(env_spec),
+                checkpoint_dir=(
+                    replay_dir(experiment.run_dir)
+                    if experiment.run_dir and experiment.replay_checkpoint
+                    else None
+                ),
+            )
+        )
+    with program.group("counter"):
+        counter = program.add_node(
+            lp.PyClassNode(CounterNode, experiment, wait_for_evaluator=experiment.eval_every > 0)
+        )
+    with program.group("learner"):
+        learner = program.add_node(
+            lp.PyClassNode(LearnerNode, builder, env_spec, replay, counter, experiment)
+        )
+    with program.group("actor"):
+        for actor_id in range(experiment.num_actors):
+            program.add_node(
+                lp.PyClassNode(ActorNode, builder, replay, learner, counter, experiment, actor_id)
+            )
+    if experiment.eval_every > 0:
+        with program.group("evaluator"):
+            program.add_node(lp.PyClassNode(EvaluatorNode, builder, learner, counter, experiment))
+    return program

@@ -1,0 +1,1 @@
+"""Everything Reverb: table recipes, adders, datasets and priority updates."""
