@@ -1,10 +1,10 @@
 """Distributional critic mechanics shared by every agent: C51 projection/loss, MoG head/loss.
 
-Pure functions of arrays; each returns a scalar loss plus a dict of metrics where useful.
+Pure functions of arrays; the TD losses return one loss per example ([B]).
 
-Categorical (C51, Bellemare et al. 2017):
+Categorical (C51, Bellemare et al. 2017), discount = gamma^n * prod d (see Transition):
+    target atoms      z'_l = r + discount * z_l
     target probs      p'   = Proj_z(softmax(target_logits) at z')      (L2 projection)
-    target probs      p'   = Proj_z( softmax(target_logits) placed at z' )   (L2 projection)
     loss              L    = -sum_l sg(p'_l) * log softmax(online_logits)_l
 
 Mixture of Gaussians (Shahriari et al. 2022, sample-based cross-entropy):
