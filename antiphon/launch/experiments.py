@@ -40,6 +40,15 @@ def replay_dir(run_dir: str) -> str:
     return os.path.join(run_dir, "replay")
 
 
+def replay_checkpoint_dir(run_dir: str) -> str:
+    # Its own directory: Reverb treats every entry in it as a checkpoint.
+    return os.path.join(replay_dir(run_dir), "checkpoints")
+
+
+def replay_port_file(run_dir: str) -> str:
+    return os.path.join(replay_dir(run_dir), "port")
+
+
 @dataclasses.dataclass(frozen=True)
 class OnlineExperiment:
     """Everything an online run needs besides the agent's builder."""
@@ -341,10 +350,11 @@ def build_online_program(
             lp.ReverbNode(
                 lambda: builder.make_replay_tables(env_spec),
                 checkpoint_dir=(
-                    replay_dir(experiment.run_dir)
+                    replay_checkpoint_dir(experiment.run_dir)
                     if experiment.run_dir and experiment.replay_checkpoint
                     else None
                 ),
+                port_file=replay_port_file(experiment.run_dir) if experiment.run_dir else None,
             )
         )
     with program.group("counter"):

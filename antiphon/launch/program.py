@@ -94,8 +94,9 @@ class PyNode(Node):
 class ReverbNode(Node):
     """A Reverb server with the tables from `priority_tables_fn()`; the handle is its address.
 
-    `port` pins the port (None: pick a free one, persisted in `checkpoint_dir` if given so a
-    restarted node comes back on the same address); `checkpoint_dir` enables Reverb checkpoints.
+    `checkpoint_dir` enables Reverb checkpoints (the directory must hold nothing else: Reverb
+    keeps only the lexically greatest entry in it). `port` pins the port; else one is picked and,
+    if `port_file` is given, persisted there so a restarted node comes back on the same address.
     """
 
     def __init__(
@@ -103,12 +104,14 @@ class ReverbNode(Node):
         priority_tables_fn: Callable[[], Sequence[Any]],
         checkpoint_dir: str | None = None,
         port: int | None = None,
+        port_file: str | None = None,
         checkpoint_every_seconds: float | None = None,
     ):
         super().__init__()
         self.priority_tables_fn = priority_tables_fn
         self.checkpoint_dir = checkpoint_dir
         self.port = port
+        self.port_file = port_file
         self.checkpoint_every_seconds = checkpoint_every_seconds
 
 

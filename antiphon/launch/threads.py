@@ -50,20 +50,19 @@ class _PicklingProxy:
         return call
 
 
-def pinned_port(checkpoint_dir: str | None, port: int | None) -> int | None:
-    """The Reverb port: given, else the one persisted in `checkpoint_dir/port`, else a new free one
-    (persisted there), so a restarted replay node comes back on the same address."""
-    if port is not None or checkpoint_dir is None:
+def pinned_port(port_file: str | None, port: int | None) -> int | None:
+    """The Reverb port: `port` if given, else the one persisted in `port_file`, else a new free
+    one (persisted there), so a restarted replay node comes back on the same address."""
+    if port is not None or port_file is None:
         return port
-    path = os.path.join(checkpoint_dir, "port")
-    if os.path.exists(path):
-        with open(path) as f:
+    if os.path.exists(port_file):
+        with open(port_file) as f:
             return int(f.read().strip())
     import portpicker
 
     port = portpicker.pick_unused_port()
-    os.makedirs(checkpoint_dir, exist_ok=True)
-    with open(path, "w") as f:
+    os.makedirs(os.path.dirname(port_file) or ".", exist_ok=True)
+    with open(port_file, "w") as f:
         f.write(str(port))
     return port
 
@@ -75,7 +74,7 @@ class _ReverbService:
         from antiphon.replay import tables
 
         self._node = node
-        port = pinned_port(node.checkpoint_dir, node.port)
+        port = pinned_port(node.port_file, node.port)
         self.server = tables.start_server(
             list(node.priority_tables_fn()), port=port, checkpoint_dir=node.checkpoint_dir
         )

@@ -11,17 +11,25 @@ with the same name and fields (e.g. `Transition`) but not the same class, so con
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import jax
 import reverb
 import tensorflow as tf
 
-__all__ = ["DevicePrefetcher", "make_mixed_dataset", "make_reverb_dataset"]
+__all__ = [
+    "DevicePrefetcher",
+    "make_mixed_dataset",
+    "make_reverb_dataset",
+    "reconnecting_numpy_iterator",
+]
+
+log = logging.getLogger(__name__)
 
 
 def _table_dataset(
@@ -273,3 +281,33 @@ class DevicePrefetcher(Iterator[Any]):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def reconnecting_numpy_iterator(
+    make_dataset: Callable[[], tf.data.Dataset],
+    max_retries: int = 10,
+    initial_backoff_seconds: float = 0.2,
+    max_backoff_seconds: float = 5.0,
+) -> Iterator[Any]:
+    """numpy items of `make_dataset()`, rebuilding the dataset after a transport error.
+
+    A Reverb server that restarted (on the same, pinned, address) or a gRPC channel left stale
+    by an earlier server at that address raises `tf.errors.UnavailableError`; the stream is then
+    rebuilt with exponential backoff. Gives up (re-raising) after `max_retries` failures in a
+    row; any other error propagates at once.
+    """
+    failures = 0
+    backoff = initial_backoff_seconds
+    while True:
+        try:
+            for item in make_dataset().as_numpy_iterator():
+                failures, backoff = 0, initial_backoff_seconds
+                yield item
+            return
+        except tf.errors.UnavailableError as e:
+            failures += 1
+            if failures > max_retries:
+                raise
+            log.warning("replay unavailable (%s); reconnecting in %.1f s", e.message[:80], backoff)
+            time.sleep(backoff)
+            backoff = min(2 * backoff, max_backoff_seconds)

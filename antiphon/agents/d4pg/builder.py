@@ -50,15 +50,20 @@ class D4PGBuilder:
 
     def make_dataset_iterator(self, server_address: str) -> datasets.DevicePrefetcher:
         c = self.config
-        dataset = datasets.make_reverb_dataset(
-            server_address,
-            REPLAY_TABLE,
-            batch_size=c.batch_size,
-            num_batches_per_call=c.sgd_steps_per_call,
+
+        def make_dataset():
+            dataset = datasets.make_reverb_dataset(
+                server_address,
+                REPLAY_TABLE,
+                batch_size=c.batch_size,
+                num_batches_per_call=c.sgd_steps_per_call,
+            )
+            # The learner consumes Transition pytrees shaped [K, B, ...] on its device.
+            return dataset.map(lambda sample: sample.data)
+
+        return datasets.DevicePrefetcher(
+            datasets.reconnecting_numpy_iterator(make_dataset), size=c.prefetch_size
         )
-        # The learner consumes Transition pytrees shaped [K, B, ...] on its device.
-        dataset = dataset.map(lambda sample: sample.data)
-        return datasets.DevicePrefetcher(dataset.as_numpy_iterator(), size=c.prefetch_size)
 
     def make_learner(
         self, networks, iterator, env_spec: EnvironmentSpec, key, counter=None, logger=None
