@@ -68,3 +68,25 @@ class GenericActor:
 
     def update(self, wait: bool = False) -> None:
         self._client.update(wait)
+
+
+class UniformRandomActor:
+    """Uniformly random actions in a bounded action spec: the reference point of every curve."""
+
+    def __init__(self, action_spec, seed: int = 0):
+        self._spec = action_spec
+        self._rng = np.random.default_rng(seed)
+
+    def select_action(self, observation):
+        return self._rng.uniform(self._spec.minimum, self._spec.maximum, self._spec.shape).astype(
+            self._spec.dtype
+        )
+
+    def observe_first(self, timestep: dm_env.TimeStep) -> None:
+        pass
+
+    def observe(self, action, next_timestep: dm_env.TimeStep) -> None:
+        pass
+
+    def update(self, wait: bool = False) -> None:
+        pass

@@ -68,6 +68,7 @@ class EnvironmentLoop:
     def run_episode(self) -> dict[str, Any]:
         """Runs one episode; returns (and logs) its length, return, speed and the counts."""
         start = time.monotonic()
+        steps_before = _environment_steps(self._environment)
         timestep = self._environment.reset()
         self._actor.observe_first(timestep)
         for observer in self._observers:
@@ -86,12 +87,16 @@ class EnvironmentLoop:
             episode_length += 1
             episode_return = _add_rewards(episode_return, timestep.reward)
 
-        counts = self._counter.increment(episodes=1, steps=episode_length)
+        # `steps` counts environment steps: with action repeat, the wrapped environment's.
+        steps_after = _environment_steps(self._environment)
+        environment_steps = episode_length if steps_before is None else steps_after - steps_before
+        counts = self._counter.increment(episodes=1, steps=environment_steps)
         duration = time.monotonic() - start
         result: dict[str, Any] = {
             "episode_length": episode_length,
+            "environment_steps": environment_steps,
             "episode_return": _as_python(episode_return) if episode_return is not None else 0.0,
-            "steps_per_second": episode_length / max(duration, 1e-9),
+            "steps_per_second": environment_steps / max(duration, 1e-9),
         }
         for observer in self._observers:
             result.update(observer.get_metrics())
@@ -124,3 +129,11 @@ class EnvironmentLoop:
             episodes += 1
             steps += result["episode_length"]
         return steps
+
+
+def _environment_steps(environment: dm_env.Environment) -> int | None:
+    """The environment's own step count if it keeps one (ActionRepeatWrapper does), else None."""
+    try:
+        return int(environment.environment_steps)
+    except AttributeError:
+        return None

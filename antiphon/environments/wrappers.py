@@ -272,6 +272,7 @@ class ActionRepeatWrapper(EnvironmentWrapper):
     so a termination inside the repeat zeroes the discount and rewards after it never count.
     The agent's own gamma applies once per (repeated) step. The repeat stops early when the
     episode ends, and the returned timestep is that LAST one (with the summed reward).
+    `environment_steps` counts the inner steps, so budgets are in environment steps.
     """
 
     def __init__(self, environment: dm_env.Environment, num_repeats: int):
@@ -279,10 +280,16 @@ class ActionRepeatWrapper(EnvironmentWrapper):
             raise ValueError(f"action repeat must be an integer >= 1, got {num_repeats!r}")
         super().__init__(environment)
         self._num_repeats = int(num_repeats)
+        self._environment_steps = 0
 
     @property
     def num_repeats(self) -> int:
         return self._num_repeats
+
+    @property
+    def environment_steps(self) -> int:
+        """Steps taken in the wrapped environment so far (what step budgets count)."""
+        return self._environment_steps
 
     def step(self, action: Any) -> dm_env.TimeStep:
         reward: Any = 0.0
@@ -295,6 +302,7 @@ class ActionRepeatWrapper(EnvironmentWrapper):
                 # timestep has no reward; hand it back untouched rather than repeating into
                 # the new episode with a stale action.
                 return timestep
+            self._environment_steps += 1
             reward = reward + discount * np.asarray(timestep.reward)
             discount = discount * np.asarray(timestep.discount)
             if timestep.last():

@@ -13,6 +13,7 @@ Every node takes only handles and plain values, so the same graph runs on any la
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from antiphon.agents.actors import UniformRandomActor
 from antiphon.core import checkpointing
 from antiphon.core.counting import Counter
 from antiphon.core.logging import NoOpLogger, make_logger
@@ -314,10 +316,37 @@ class EvaluatorNode:
             self._counter.report("eval_return", result["eval_return_mean"])
         return result
 
+    def random_policy_baseline(self) -> None:
+        """Once per run_dir: the uniform random policy's return, the floor of every curve."""
+        run_dir = self._experiment.run_dir
+        path = os.path.join(run_dir, "random_policy.json") if run_dir else None
+        if path is None or os.path.exists(path):
+            return
+        actor = UniformRandomActor(self._environment.action_spec(), seed=self._experiment.seed)
+        loop = EnvironmentLoop(
+            self._environment, actor, should_update=False, logger=NoOpLogger(), label="random"
+        )
+        returns = []
+        for _ in range(self._experiment.eval_episodes):
+            if self._stop.is_set():
+                return
+            returns.append(float(loop.run_episode()["episode_return"]))
+        with open(path + ".tmp", "w") as f:
+            json.dump(
+                {
+                    "return_mean": float(np.mean(returns)),
+                    "return_std": float(np.std(returns)),
+                    "episodes": len(returns),
+                },
+                f,
+            )
+        os.replace(path + ".tmp", path)
+
     def run(self) -> None:
         every = self._experiment.eval_every
         limit = self._experiment.max_actor_steps
         next_eval = 0
+        self.random_policy_baseline()
         while not self._stop.is_set():
             steps = self._counter.get_counts().get("actor_steps", 0)
             if steps >= next_eval or steps >= limit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import os
 
 import matplotlib
@@ -44,6 +45,17 @@ def plot_run(run_dirs: list[str], out_path: str | None = None) -> str:
                 hi = [a + b for a, b in zip(y, s, strict=True)]
                 ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
                 plotted = True
+        random_path = os.path.join(run_dir, "random_policy.json")
+        if os.path.exists(random_path):
+            with open(random_path) as f:
+                baseline = json.load(f)["return_mean"]
+            ax.axhline(
+                baseline,
+                linestyle="--",
+                color="grey",
+                linewidth=1,
+                label=f"{name} uniform random policy ({baseline:.1f})",
+            )
         for actor_path in sorted(glob.glob(os.path.join(run_dir, "logs", "actor_*.csv"))):
             rows = _read_csv(actor_path)
             if rows and "actor_steps" in rows[0]:

@@ -238,7 +238,7 @@ class NStepTransitionAdder(_Adder):
         n_step: int,
         discount: float,
         priority_fns: str | PriorityFns,
-        max_in_flight_items: int = 4,
+        max_in_flight_items: int = 16,
     ):
         if n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {n_step}")
@@ -412,7 +412,7 @@ class SequenceAdder(_StepAdder):
         period: int,
         priority_fns: str | PriorityFns,
         end_of_episode_behavior: Literal["zero_pad", "truncate"] = "zero_pad",
-        max_in_flight_items: int = 4,
+        max_in_flight_items: int = 16,
     ):
         if sequence_length < 1:
             raise ValueError(f"sequence_length must be >= 1, got {sequence_length}")
@@ -476,7 +476,7 @@ class EpisodeAdder(_StepAdder):
         max_sequence_length: int,
         priority_fns: str | PriorityFns,
         padding: bool = True,
-        max_in_flight_items: int = 4,
+        max_in_flight_items: int = 16,
     ):
         if max_sequence_length < 2:
             raise ValueError(

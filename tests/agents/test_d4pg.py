@@ -181,3 +181,20 @@ def test_config_validation_names_the_field():
         D4PGConfig(v_min=1.0, v_max=0.0).validate()
     with pytest.raises(ValueError, match="n_step"):
         dataclasses.replace(D4PGConfig(), n_step=0).validate()
+
+
+@pytest.mark.parametrize("clip", [None, 1.0, 0.3])
+def test_batched_dpg_loss_equals_rlax(clip):
+    import rlax
+
+    action = jax.random.uniform(jax.random.PRNGKey(0), (16, 3), minval=-1, maxval=1)
+    dqda = 3.0 * jax.random.normal(jax.random.PRNGKey(1), (16, 3))
+    ours = learning.dpg_loss(action, dqda, clip)
+    reference = jax.vmap(rlax.dpg_loss, in_axes=(0, 0, None))(action, dqda, clip)
+    np.testing.assert_allclose(ours, reference, rtol=1e-5)
+    # and the gradient w.r.t. the action is -g (clipped)
+    grad = jax.grad(lambda a: jnp.mean(learning.dpg_loss(a, dqda, clip)))(action)
+    ref_grad = jax.grad(
+        lambda a: jnp.mean(jax.vmap(rlax.dpg_loss, in_axes=(0, 0, None))(a, dqda, clip))
+    )(action)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5)

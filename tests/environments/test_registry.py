@@ -183,3 +183,26 @@ def test_register_without_list_accepts_any_rest():
         assert list_environments("free") == []
     finally:
         registry._REGISTRY.pop("free")
+
+
+def test_action_repeat_budgets_count_environment_steps():
+    """With action repeat 4 a 1000-step DM Control episode is 250 agent steps, and the loop's
+    step counter counts the 1000 environment steps (what step budgets mean)."""
+    from antiphon.agents.actors import UniformRandomActor
+    from antiphon.core.counting import Counter
+    from antiphon.core.logging import NoOpLogger
+    from antiphon.core.loop import EnvironmentLoop
+
+    env = make_environment("dmc:cartpole-swingup", seed=0, action_repeat=4)
+    counter = Counter()
+    loop = EnvironmentLoop(
+        env,
+        UniformRandomActor(env.action_spec(), seed=0),
+        counter=counter,
+        logger=NoOpLogger(),
+        should_update=False,
+    )
+    result = loop.run_episode()
+    assert result["episode_length"] == 250
+    assert result["environment_steps"] == 1000
+    assert counter.get_counts()["steps"] == 1000

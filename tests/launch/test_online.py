@@ -1,6 +1,7 @@
 """The online program end to end on a real Reverb server and real DM Control physics."""
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -45,6 +46,9 @@ def test_threaded_program_improves_its_return(tmp_path):
     assert rows[0]["actor_steps"] == 0 and rows[-1]["actor_steps"] >= 6000
     first, last = rows[0]["eval_return_mean"], rows[-1]["eval_return_mean"]
     assert last > first + 50, (first, last)
+    with open(tmp_path / "random_policy.json") as f:
+        random_return = json.load(f)["return_mean"]
+    assert last > random_return + 50, (random_return, last)
     assert rows[-1]["learner_steps"] > 400  # ~ (6000 - 500) * 32 / 256 under the rate limiter
     # what a run leaves behind
     for path in ("logs/learner.csv", "logs/actor_0.csv", "checkpoints/learner", "tb/evaluator"):

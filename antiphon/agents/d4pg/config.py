@@ -15,7 +15,7 @@ class D4PGConfig:
     policy_learning_rate: float = 1e-4  # Adam
     critic_learning_rate: float = 1e-4  # Adam
     target_update_period: int = 100  # hard copy of online -> target every this many SGD steps
-    clip_dqda: bool = True  # clip dQ/da to [-1, 1] in the deterministic policy gradient
+    clip_dqda: bool = True  # clip each example's dQ/da to L2 norm <= 1 (Acme, rlax.dpg_loss)
     sgd_steps_per_call: int = 4  # SGD steps inside one jitted learner call (lax.scan)
     # --- networks
     policy_layer_sizes: tuple[int, ...] = (300, 200)

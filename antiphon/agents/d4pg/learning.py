@@ -6,9 +6,9 @@ gamma^n * prod d (see `antiphon.core.types.Transition`):
   critic:  a'  = pi_target(o')
            C51: L_c = CE( Proj_z[R + D z ; softmax(Z_target(o', a'))],  Z(o, a) )
            MoG: L_c = -(1/M) sum_j log p_{Z(o,a)}(R + D z_j),  z_j ~ Z_target(o', a')
-  policy:  a_pi = pi(o);  Q = E[Z(o, a_pi)]
-           L_pi = 1/2 || a_pi - sg(a_pi + clip(dQ/da, -1, 1)) ||^2
-           (the deterministic policy gradient written as a regression, rlax.dpg_loss)
+  policy:  a_pi = pi(o);  Q = E[Z(o, a_pi)];  g = dQ/da at a_pi, its L2 norm clipped to 1
+           L_pi = mean over batch and action dims of 1/2 (a_pi - sg(a_pi + g))^2
+           (the deterministic policy gradient written as a regression; rlax.dpg_loss, batched)
   targets: hard copy online -> target every `target_update_period` steps.
 
 `sgd_steps_per_call` steps run inside one jitted call (lax.scan over K batches).
@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import rlax
 
 from antiphon.agents import distributional
 from antiphon.agents.d4pg.config import D4PGConfig
@@ -42,6 +41,20 @@ class TrainingState(NamedTuple):
     critic_opt_state: Any
     steps: jax.Array
     key: jax.Array
+
+
+def dpg_loss(action: jax.Array, dqda: jax.Array, clip_norm: float | None) -> jax.Array:
+    """Elementwise deterministic policy gradient loss, batched ([B, A] -> [B, A]).
+
+    L = 1/2 (a - sg(a + g))^2 with g = dQ/da rescaled per example to L2 norm <= clip_norm; its
+    gradient w.r.t. the policy parameters is -g da/dtheta. Equals `rlax.dpg_loss` vmapped over
+    the batch (Acme's D4PG then averages over batch and action dimensions).
+    """
+    if clip_norm is not None:
+        norm = jnp.sqrt(jnp.sum(jnp.square(dqda), axis=-1, keepdims=True))
+        dqda = dqda * (clip_norm / jnp.maximum(norm, clip_norm))
+    target = jax.lax.stop_gradient(action + dqda)
+    return 0.5 * jnp.square(target - action)
 
 
 def make_sgd_step(networks: D4PGNetworks, config: D4PGConfig, policy_optimizer, critic_optimizer):
@@ -73,9 +86,7 @@ def make_sgd_step(networks: D4PGNetworks, config: D4PGConfig, policy_optimizer, 
             )
 
         dqda = jax.grad(total_q)(action)
-        clipping = 1.0 if config.clip_dqda else None
-        per_example = jax.vmap(rlax.dpg_loss, in_axes=(0, 0, None))(action, dqda, clipping)
-        return jnp.mean(per_example)
+        return jnp.mean(dpg_loss(action, dqda, clip_norm=1.0 if config.clip_dqda else None))
 
     def sgd_step(state: TrainingState, batch: Transition):
         key, critic_key = jax.random.split(state.key)
@@ -165,12 +176,14 @@ class D4PGLearner:
         self._lock = threading.Lock()  # guards _state against concurrent get_variables/save
         self._version = 0
         self._stop = threading.Event()
-        self._wait_seconds = 0.0
-        self._step_seconds = 0.0
+        self._wait_seconds = 0.0  # time blocked on the data stream
+        self._first_step_time: float | None = None
 
     # ---- Learner
     def step(self) -> dict[str, Any] | None:
         start = time.perf_counter()
+        if self._first_step_time is None:
+            self._first_step_time = start
         batches = next(self._iterator)
         fetched = time.perf_counter()
         with self._lock:
@@ -179,12 +192,11 @@ class D4PGLearner:
         num_steps = jax.tree_util.tree_leaves(batches)[0].shape[0]
         counts = self._counter.increment(steps=num_steps) if self._counter is not None else {}
         self._wait_seconds += fetched - start
-        self._step_seconds += time.perf_counter() - start
         now = time.time()
         if self._logger is not None and now - self._last_log >= self._log_every:
             self._last_log = now
             values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            values["data_wait_fraction"] = self._wait_seconds / max(self._step_seconds, 1e-9)
+            values["data_wait_fraction"] = self.data_wait_fraction
             values.update(counts)
             self._logger.write(values)
             return values
@@ -201,7 +213,11 @@ class D4PGLearner:
 
     @property
     def data_wait_fraction(self) -> float:
-        return self._wait_seconds / max(self._step_seconds, 1e-9)
+        """Time blocked on the data stream / wall time since the first step. (Wall time, not
+        dispatch time: with asynchronous dispatch an update returns before it has run.)"""
+        if self._first_step_time is None:
+            return 0.0
+        return self._wait_seconds / max(time.perf_counter() - self._first_step_time, 1e-9)
 
     # ---- VariableSource
     def get_variables(self, names):

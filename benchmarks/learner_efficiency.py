@@ -1,0 +1,294 @@
+"""Learner efficiency: SGD steps/s of `D4PGLearner.step()` ÷ a bare jitted SGD step (the floor).
+
+A (learner): `D4PGLearner.step()` called in a loop as training does (each call runs
+`sgd_steps_per_call` = K SGD steps in one jitted lax.scan), fed by the real replay data path: a
+pre-filled Reverb table with no rate limiter -> `make_dataset_iterator` (TrajectoryDataset,
+tf.data batching to [K, B], DevicePrefetcher) -> `make_learner`. See `learner_common`.
+B (floor): one jitted function doing K SGD steps (lax.scan) of the same algorithm on the same
+networks and batch shape — critic loss (target policy and critic forward, online critic,
+C51 cross-entropy or MoG sample loss) and DPG policy loss (dQ/da clipped to L2 norm 1 per
+example, as `rlax.dpg_loss` does; written batched), their gradients and optax.adam updates
+— on a fixed [K, B] batch already on the device: no data movement, no target-network copies, no
+metrics, no counters, no locks.
+C (context, learner_fixed_batch): the same `D4PGLearner` fed one fixed device batch forever
+(itertools.repeat), which splits the gap into the learner's own extras (C ÷ B) and the data path
+(A ÷ C).
+
+JAX dispatches asynchronously, so every timed block ends with `block_until_ready` on the
+resulting state. The learner's input pipeline keeps buffering while the floor runs (up to
+~prefetch_size + tf.data prefetch batches), so each block starts with untimed lead-in calls
+(A: enough to drain those buffers, so its timed part is in steady state; B: a few, which also
+absorb the A pipeline refilling in the background), then the timed calls. Interleaved (order
+reversed every repeat), MoG and C51 critics, default config otherwise (batch 256, K = 4).
+
+    .venv/bin/python -m benchmarks.learner_efficiency
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from antiphon.agents import distributional
+from antiphon.agents.d4pg import learning
+from antiphon.core.types import Transition
+from benchmarks import common, learner_common
+
+NAME = "learner_efficiency"
+TARGET = ">= 0.6"
+CRITICS = ("mog", "c51")
+
+
+def make_floor(networks, config, env_spec, batch: Transition, key: jax.Array):
+    """(run, state): `run(state) -> state` does K bare SGD steps on the fixed device `batch`."""
+    policy_opt = optax.adam(config.policy_learning_rate)
+    critic_opt = optax.adam(config.critic_learning_rate)
+    init_key, key = jax.random.split(key)
+    policy_params, critic_params = networks.init(init_key, env_spec)
+
+    def critic_loss(critic_params, target_policy, target_critic, b: Transition, key):
+        next_action = networks.policy_apply(target_policy, b.next_observation)
+        target = networks.critic_apply(target_critic, b.next_observation, next_action)
+        online = networks.critic_apply(critic_params, b.observation, b.action)
+        if networks.critic_type == "c51":
+            loss = distributional.categorical_td_loss(
+                online, networks.support, b.reward, b.discount, target
+            )
+        else:
+            loss = distributional.mog_td_loss(
+                online, b.reward, b.discount, target, key, config.num_target_samples
+            )
+        return jnp.mean(loss)
+
+    def policy_loss(policy_params, critic_params, observation):
+        action = networks.policy_apply(policy_params, observation)
+
+        def total_q(a):
+            return jnp.sum(
+                networks.critic_mean(networks.critic_apply(critic_params, observation, a))
+            )
+
+        dqda = jax.grad(total_q)(action)
+        if config.clip_dqda:  # per-example L2-norm clipping to 1, as rlax.dpg_loss does
+            norm = jnp.sqrt(jnp.sum(jnp.square(dqda), axis=-1, keepdims=True))
+            dqda = dqda / jnp.maximum(norm, 1.0)
+        target = jax.lax.stop_gradient(action + dqda)
+        return jnp.mean(0.5 * jnp.sum(jnp.square(target - action), axis=-1))
+
+    def sgd_step(carry, b):
+        pp, cp, tpp, tcp, p_opt, c_opt, key = carry
+        key, loss_key = jax.random.split(key)
+        c_grads = jax.grad(critic_loss)(cp, tpp, tcp, b, loss_key)
+        p_grads = jax.grad(policy_loss)(pp, cp, b.observation)
+        c_updates, c_opt = critic_opt.update(c_grads, c_opt)
+        p_updates, p_opt = policy_opt.update(p_grads, p_opt)
+        cp = optax.apply_updates(cp, c_updates)
+        pp = optax.apply_updates(pp, p_updates)
+        return (pp, cp, tpp, tcp, p_opt, c_opt, key), None
+
+    # The batch is an argument, not a closure constant XLA could fold into the executable.
+    scan = jax.jit(lambda carry, b: jax.lax.scan(sgd_step, carry, b)[0])
+
+    def run(carry):
+        return scan(carry, batch)
+
+    state = (
+        policy_params,
+        critic_params,
+        policy_params,
+        critic_params,
+        policy_opt.init(policy_params),
+        critic_opt.init(critic_params),
+        key,
+    )
+    return run, jax.device_put(state)
+
+
+def _one_critic(
+    replay,
+    critic_type: str,
+    repeats: int,
+    timed_calls: int,
+    learner_lead_in: int,
+    budget_seconds: float,
+) -> dict[str, Any]:
+    setup = learner_common.make_learner(replay, critic_type)
+    config, learner = setup.config, setup.learner
+    k = config.sgd_steps_per_call
+    try:
+        # A fixed batch for the floor: one real [K, B] batch from the same pipeline, on device.
+        batch = jax.device_put(Transition(*next(setup.prefetcher)))
+        floor_run, floor_state = make_floor(
+            setup.networks, config, learner_common.ENV_SPEC, batch, jax.random.PRNGKey(1)
+        )
+        start = time.perf_counter()
+        learner.step()
+        learner_common.block_until_ready(learner)
+        compile_learner = time.perf_counter() - start
+        start = time.perf_counter()
+        floor_state = jax.block_until_ready(floor_run(floor_state))
+        compile_floor = time.perf_counter() - start
+        fixed = learning.D4PGLearner(
+            setup.networks,
+            config,
+            learner_common.ENV_SPEC,
+            itertools.repeat(batch),
+            jax.random.PRNGKey(0),
+        )
+        start = time.perf_counter()
+        fixed.step()
+        learner_common.block_until_ready(fixed)
+        compile_fixed = time.perf_counter() - start
+        for _ in range(3):  # warm-up past compilation
+            learner.step()
+            fixed.step()
+            floor_state = floor_run(floor_state)
+        learner_common.block_until_ready(learner)
+        learner_common.block_until_ready(fixed)
+        jax.block_until_ready(floor_state)
+
+        def learner_block():
+            for _ in range(learner_lead_in):
+                learner.step()
+            learner_common.block_until_ready(learner)
+            start = time.perf_counter()
+            for _ in range(timed_calls):
+                learner.step()
+            learner_common.block_until_ready(learner)
+            return timed_calls * k, time.perf_counter() - start
+
+        def floor_block():
+            nonlocal floor_state
+            for _ in range(2):
+                floor_state = floor_run(floor_state)
+            jax.block_until_ready(floor_state)
+            start = time.perf_counter()
+            for _ in range(timed_calls):
+                floor_state = floor_run(floor_state)
+            jax.block_until_ready(floor_state)
+            return timed_calls * k, time.perf_counter() - start
+
+        def fixed_block():
+            for _ in range(2):
+                fixed.step()
+            learner_common.block_until_ready(fixed)
+            start = time.perf_counter()
+            for _ in range(timed_calls):
+                fixed.step()
+            learner_common.block_until_ready(fixed)
+            return timed_calls * k, time.perf_counter() - start
+
+        result = common.interleave_many(
+            {"learner": learner_block, "learner_fixed_batch": fixed_block, "floor": floor_block},
+            "floor",
+            repeats,
+            budget_seconds,
+        )
+    finally:
+        setup.close()
+    ratios = result["per_repeat_ratios"]
+    data_path = [
+        a / b for a, b in zip(ratios["learner"], ratios["learner_fixed_batch"], strict=True)
+    ]
+    return {
+        "learner_efficiency": result["ratios_to_reference"]["learner"],
+        "ratios": ratios["learner"],
+        "learner_sgd_steps_per_s": result["learner_per_s"],
+        "floor_sgd_steps_per_s": result["floor_per_s"],
+        # Decomposition (context): the same D4PGLearner fed a fixed device batch forever
+        # (itertools.repeat) isolates the learner's own extras from the data path.
+        "learner_fixed_batch_sgd_steps_per_s": result["learner_fixed_batch_per_s"],
+        "learner_fixed_batch_over_floor": result["ratios_to_reference"]["learner_fixed_batch"],
+        "learner_over_learner_fixed_batch (data path cost)": common.spread(data_path),
+        "rates": result["rates"],
+        "compile_seconds": {
+            "learner": round(compile_learner, 2),
+            "learner_fixed_batch": round(compile_fixed, 2),
+            "floor": round(compile_floor, 2),
+        },
+        "config": {
+            "critic_type": critic_type,
+            "batch_size": config.batch_size,
+            "sgd_steps_per_call": k,
+            "policy_layer_sizes": list(config.policy_layer_sizes),
+            "critic_layer_sizes": list(config.critic_layer_sizes),
+            "num_atoms": config.num_atoms,
+            "num_components": config.num_components,
+            "num_target_samples": config.num_target_samples,
+            "prefetch_size": config.prefetch_size,
+        },
+        "repeats": result["repeats"],
+        "timed_sgd_steps_per_block": timed_calls * k,
+        "learner_lead_in_calls": learner_lead_in,
+        "order": result["order"],
+    }
+
+
+def run(
+    repeats: int = 7,
+    timed_calls: int = 10,
+    learner_lead_in: int = 8,
+    num_items: int = 20_000,
+    budget_seconds: float = 60.0,
+) -> dict[str, Any]:
+    replay = learner_common.start_filled_replay(num_items)
+    try:
+        per_critic = {
+            c: _one_critic(replay, c, repeats, timed_calls, learner_lead_in, budget_seconds)
+            for c in CRITICS
+        }
+    finally:
+        replay.stop()
+    return {
+        "what": "SGD steps/s: D4PGLearner.step() on the Reverb -> tf.data -> DevicePrefetcher "
+        "path ÷ a bare jitted K-step forward+backward+Adam of the same networks on a fixed "
+        "device batch",
+        "target": TARGET,
+        "device": jax.devices()[0].device_kind,
+        "replay_items": replay.num_items,
+        "repeats_requested": repeats,
+        "critics": per_critic,
+    }
+
+
+def rows(figures: dict[str, Any]) -> list[list[str]]:
+    out = []
+    for critic, f in figures["critics"].items():
+        r = f["learner_efficiency"]
+        out.append(
+            [
+                f"learner efficiency (D4PG {critic.upper()}, B=256, K=4, {figures['device']})",
+                common.fmt_ratio(r),
+                common.fmt_spread(r),
+                TARGET,
+                common.meets(r["median"], TARGET),
+                f"learner {common.fmt_rate(f['learner_sgd_steps_per_s'], 'SGD steps/s')}, "
+                f"floor {common.fmt_rate(f['floor_sgd_steps_per_s'], 'SGD steps/s')}; "
+                "learner on a fixed batch ÷ floor "
+                f"{common.fmt_ratio(f['learner_fixed_batch_over_floor'])}",
+            ]
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--timed-calls", type=int, default=10, help="learner calls per block")
+    parser.add_argument("--lead-in", type=int, default=8, help="untimed learner calls per block")
+    args = parser.parse_args()
+    recorder = common.Recorder(NAME)
+    figures = run(args.repeats, args.timed_calls, args.lead_in)
+    path = common.write_json(recorder.finish(figures, rows(figures)))
+    print(common.markdown_table(common.TABLE_HEADERS, rows(figures)))
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
