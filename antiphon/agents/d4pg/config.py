@@ -31,7 +31,9 @@ class D4PGConfig:
     num_target_samples: int = 128  # MoG return samples M per bootstrap action
     # --- acting
     sigma: float = 0.3  # std of the Gaussian exploration noise (actions in [-1, 1])
-    variable_update_period: int = 1000  # actor env steps between parameter pulls
+    # Actor steps between parameter pulls. Acme uses 1000 for many actors; with one or two actors
+    # that leaves the behaviour policy stale for a whole episode (measured: it stalls learning).
+    variable_update_period: int = 25
     # --- replay
     samples_per_insert: float = 32.0  # rate limiter: sampled items per inserted item
     min_replay_size: int = 1000
