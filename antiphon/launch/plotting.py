@@ -58,9 +58,11 @@ def plot_run(run_dirs: list[str], out_path: str | None = None) -> str:
             )
         for actor_path in sorted(glob.glob(os.path.join(run_dir, "logs", "actor_*.csv"))):
             rows = _read_csv(actor_path)
-            if rows and "actor_steps" in rows[0]:
+            # An actor's counter sees the program-wide actor step count as `steps`.
+            step_key = "actor_steps" if rows and "actor_steps" in rows[0] else "steps"
+            if rows and step_key in rows[0]:
                 ax.plot(
-                    _column(rows, "actor_steps"),
+                    _column(rows, step_key),
                     _column(rows, "episode_return"),
                     alpha=0.35,
                     linewidth=0.8,
