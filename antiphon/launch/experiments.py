@@ -143,13 +143,13 @@ class CounterNode:
         return evaluated_at >= self._experiment.max_actor_steps
 
     def run(self) -> None:
-        from antiphon.launch import threads
+        from antiphon import launch  # the launcher-neutral stop (Launchpad's lp.stop())
 
         while not self._stop.wait(0.25):
             if self._checkpointer is not None:
                 self._checkpointer.save()
             if self.done():
-                threads.stop()
+                launch.stop()
                 return
 
     def stop(self) -> None:
