@@ -32,10 +32,8 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import optax
 
-from antiphon.agents import distributional
 from antiphon.agents.d4pg import learning
 from antiphon.core.types import Transition
 from benchmarks import common, learner_common
@@ -52,39 +50,14 @@ def make_floor(networks, config, env_spec, batch: Transition, key: jax.Array):
     init_key, key = jax.random.split(key)
     policy_params, critic_params = networks.init(init_key, env_spec)
 
-    def critic_loss(critic_params, target_policy, target_critic, b: Transition, key):
-        next_action = networks.policy_apply(target_policy, b.next_observation)
-        target = networks.critic_apply(target_critic, b.next_observation, next_action)
-        online = networks.critic_apply(critic_params, b.observation, b.action)
-        if networks.critic_type == "c51":
-            loss = distributional.categorical_td_loss(
-                online, networks.support, b.reward, b.discount, target
-            )
-        else:
-            loss = distributional.mog_td_loss(
-                online, b.reward, b.discount, target, key, config.num_target_samples
-            )
-        return jnp.mean(loss)
-
-    def policy_loss(policy_params, critic_params, observation):
-        action = networks.policy_apply(policy_params, observation)
-
-        def total_q(a):
-            return jnp.sum(
-                networks.critic_mean(networks.critic_apply(critic_params, observation, a))
-            )
-
-        dqda = jax.grad(total_q)(action)
-        if config.clip_dqda:  # per-example L2-norm clipping to 1, as rlax.dpg_loss does
-            norm = jnp.sqrt(jnp.sum(jnp.square(dqda), axis=-1, keepdims=True))
-            dqda = dqda / jnp.maximum(norm, 1.0)
-        target = jax.lax.stop_gradient(action + dqda)
-        return jnp.mean(0.5 * jnp.sum(jnp.square(target - action), axis=-1))
+    # The learner's own losses: the floor differs only in what surrounds them (no target copies,
+    # no metrics, no data stream).
+    critic_loss, policy_loss = learning.make_losses(networks, config)
 
     def sgd_step(carry, b):
         pp, cp, tpp, tcp, p_opt, c_opt, key = carry
         key, loss_key = jax.random.split(key)
-        c_grads = jax.grad(critic_loss)(cp, tpp, tcp, b, loss_key)
+        c_grads, _ = jax.grad(critic_loss, has_aux=True)(cp, tpp, tcp, b, loss_key)
         p_grads = jax.grad(policy_loss)(pp, cp, b.observation)
         c_updates, c_opt = critic_opt.update(c_grads, c_opt)
         p_updates, p_opt = policy_opt.update(p_grads, p_opt)

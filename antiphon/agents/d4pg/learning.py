@@ -57,14 +57,19 @@ def dpg_loss(action: jax.Array, dqda: jax.Array, clip_norm: float | None) -> jax
     return 0.5 * jnp.square(target - action)
 
 
-def make_sgd_step(networks: D4PGNetworks, config: D4PGConfig, policy_optimizer, critic_optimizer):
-    """Returns the pure function `sgd_step(state, transitions) -> (state, metrics)`."""
+def make_losses(networks: D4PGNetworks, config: D4PGConfig):
+    """The two D4PG losses as pure functions (the math in the module docstring):
 
-    def critic_loss(critic_params, state: TrainingState, batch: Transition, key):
-        next_action = networks.policy_apply(state.target_policy_params, batch.next_observation)
-        target = networks.critic_apply(
-            state.target_critic_params, batch.next_observation, next_action
-        )
+    critic_loss(critic_params, target_policy_params, target_critic_params, batch, key)
+        -> (loss, {"q_mean": ...})
+    policy_loss(policy_params, critic_params, observation) -> loss
+    """
+
+    def critic_loss(
+        critic_params, target_policy_params, target_critic_params, batch: Transition, key
+    ):
+        next_action = networks.policy_apply(target_policy_params, batch.next_observation)
+        target = networks.critic_apply(target_critic_params, batch.next_observation, next_action)
         online = networks.critic_apply(critic_params, batch.observation, batch.action)
         if networks.critic_type == "c51":
             per_example = distributional.categorical_td_loss(
@@ -88,10 +93,21 @@ def make_sgd_step(networks: D4PGNetworks, config: D4PGConfig, policy_optimizer, 
         dqda = jax.grad(total_q)(action)
         return jnp.mean(dpg_loss(action, dqda, clip_norm=1.0 if config.clip_dqda else None))
 
+    return critic_loss, policy_loss
+
+
+def make_sgd_step(networks: D4PGNetworks, config: D4PGConfig, policy_optimizer, critic_optimizer):
+    """Returns the pure function `sgd_step(state, transitions) -> (state, metrics)`."""
+    critic_loss, policy_loss = make_losses(networks, config)
+
     def sgd_step(state: TrainingState, batch: Transition):
         key, critic_key = jax.random.split(state.key)
         (c_loss, c_metrics), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-            state.critic_params, state, batch, critic_key
+            state.critic_params,
+            state.target_policy_params,
+            state.target_critic_params,
+            batch,
+            critic_key,
         )
         p_loss, p_grads = jax.value_and_grad(policy_loss)(
             state.policy_params, state.critic_params, batch.observation
