@@ -83,6 +83,26 @@ def make_floor(networks, config, env_spec, batch: Transition, key: jax.Array):
     return run, jax.device_put(state)
 
 
+def _timed_block(step, wait, lead_in: int, calls: int, sgd_steps_per_call: int):
+    """One side of the interleaved comparison: `lead_in` untimed calls, then `calls` timed ones.
+
+    `wait()` blocks until dispatched work has finished (JAX on CPU returns before an update has
+    run), before the clock starts and before it stops. The block returns (SGD steps, seconds).
+    """
+
+    def block() -> tuple[int, float]:
+        for _ in range(lead_in):
+            step()
+        wait()
+        start = time.perf_counter()
+        for _ in range(calls):
+            step()
+        wait()
+        return calls * sgd_steps_per_call, time.perf_counter() - start
+
+    return block
+
+
 def _one_critic(
     replay,
     critic_type: str,
@@ -118,44 +138,31 @@ def _one_critic(
         fixed.step()
         learner_common.block_until_ready(fixed)
         compile_fixed = time.perf_counter() - start
+
+        def floor_step() -> None:
+            nonlocal floor_state
+            floor_state = floor_run(floor_state)
+
+        def floor_wait() -> None:
+            jax.block_until_ready(floor_state)
+
+        def learner_wait() -> None:
+            learner_common.block_until_ready(learner)
+
+        def fixed_wait() -> None:
+            learner_common.block_until_ready(fixed)
+
         for _ in range(3):  # warm-up past compilation
             learner.step()
             fixed.step()
-            floor_state = floor_run(floor_state)
-        learner_common.block_until_ready(learner)
-        learner_common.block_until_ready(fixed)
-        jax.block_until_ready(floor_state)
+            floor_step()
+        learner_wait()
+        fixed_wait()
+        floor_wait()
 
-        def learner_block():
-            for _ in range(learner_lead_in):
-                learner.step()
-            learner_common.block_until_ready(learner)
-            start = time.perf_counter()
-            for _ in range(timed_calls):
-                learner.step()
-            learner_common.block_until_ready(learner)
-            return timed_calls * k, time.perf_counter() - start
-
-        def floor_block():
-            nonlocal floor_state
-            for _ in range(2):
-                floor_state = floor_run(floor_state)
-            jax.block_until_ready(floor_state)
-            start = time.perf_counter()
-            for _ in range(timed_calls):
-                floor_state = floor_run(floor_state)
-            jax.block_until_ready(floor_state)
-            return timed_calls * k, time.perf_counter() - start
-
-        def fixed_block():
-            for _ in range(2):
-                fixed.step()
-            learner_common.block_until_ready(fixed)
-            start = time.perf_counter()
-            for _ in range(timed_calls):
-                fixed.step()
-            learner_common.block_until_ready(fixed)
-            return timed_calls * k, time.perf_counter() - start
+        learner_block = _timed_block(learner.step, learner_wait, learner_lead_in, timed_calls, k)
+        fixed_block = _timed_block(fixed.step, fixed_wait, 2, timed_calls, k)
+        floor_block = _timed_block(floor_step, floor_wait, 2, timed_calls, k)
 
         result = common.interleave_many(
             {"learner": learner_block, "learner_fixed_batch": fixed_block, "floor": floor_block},
