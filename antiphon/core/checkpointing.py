@@ -109,6 +109,11 @@ def _atomic_write(path: str, data: bytes) -> None:
     _fsync_dir(directory)
 
 
+def write_json(path: str | os.PathLike, value: Any) -> None:
+    """Write `value` as JSON to `path` atomically (run_dir files: config, metadata, baselines)."""
+    _atomic_write(os.fspath(path), json.dumps(value, sort_keys=True, indent=2).encode())
+
+
 def save_pytree(path: str | os.PathLike, tree: Any) -> None:
     """Saves `tree` (arrays and python scalars in dicts, lists, tuples, NamedTuples, ...)."""
     path = os.fspath(path)
@@ -264,10 +269,7 @@ class Checkpointer:
                 return None
             os.makedirs(self._directory, exist_ok=True)
             if self._metadata is not None:
-                _atomic_write(
-                    os.path.join(self._directory, _METADATA_FILE),
-                    json.dumps(self._metadata, sort_keys=True, indent=1).encode(),
-                )
+                write_json(os.path.join(self._directory, _METADATA_FILE), self._metadata)
             checkpoints = self._checkpoints()
             n = checkpoints[-1][0] + 1 if checkpoints else 0
             path = os.path.join(self._directory, f"ckpt-{n}.msgpack")

@@ -203,13 +203,6 @@ def _check_run_dir(run_dir: str, agent: str, stored_fields: dict[str, Any], over
     return "resume"
 
 
-def _write_json_atomic(path: str, value: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def train(argv: list[str]) -> int:
     from antiphon.agents.registry import UnknownAgentError, get_builder_class
 
@@ -270,9 +263,10 @@ def train(argv: list[str]) -> int:
         steps=args.steps,
         command="antiphon train " + " ".join(argv),
     )
-    _write_json_atomic(os.path.join(run_dir, "config.json"), record)
-
+    from antiphon.core import checkpointing
     from antiphon.launch import experiments, threads
+
+    checkpointing.write_json(os.path.join(run_dir, "config.json"), record)
     from antiphon.launch.plotting import plot_run
 
     experiment = experiments.OnlineExperiment(

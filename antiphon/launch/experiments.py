@@ -13,7 +13,6 @@ Every node takes only handles and plain values, so the same graph runs on any la
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import threading
 import time
@@ -331,16 +330,14 @@ class EvaluatorNode:
             if self._stop.is_set():
                 return
             returns.append(float(loop.run_episode()["episode_return"]))
-        with open(path + ".tmp", "w") as f:
-            json.dump(
-                {
-                    "return_mean": float(np.mean(returns)),
-                    "return_std": float(np.std(returns)),
-                    "episodes": len(returns),
-                },
-                f,
-            )
-        os.replace(path + ".tmp", path)
+        checkpointing.write_json(
+            path,
+            {
+                "return_mean": float(np.mean(returns)),
+                "return_std": float(np.std(returns)),
+                "episodes": len(returns),
+            },
+        )
 
     def run(self) -> None:
         every = self._experiment.eval_every
