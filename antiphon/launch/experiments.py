@@ -242,6 +242,7 @@ class ActorNode:
         networks = builder.make_networks(env_spec)
         policy = builder.make_policy(networks, evaluation=False)
         adder = builder.make_adder(reverb.Client(replay_address))
+        self._adder = adder
         actor = builder.make_actor(policy, jax.random.PRNGKey(seed), learner, adder=adder)
         self._counter = counter
         self._loop = EnvironmentLoop(
@@ -262,6 +263,9 @@ class ActorNode:
 
     def stop(self) -> None:
         self._stop.set()
+        interrupt = getattr(self._adder, "interrupt", None)
+        if callable(interrupt):  # a writer waiting for a lost replay gives up now
+            interrupt()
 
 
 class EvaluatorNode:

@@ -17,11 +17,18 @@ is accepted as shorthand for `{name: None}`.
 After each item the writer is flushed down to `max_in_flight_items` unconfirmed items, so a slow
 server or a blocking rate limiter stalls the actor instead of letting memory grow; at the end of an
 episode everything is flushed.
+
+If the server goes away (a replay node that died and is being restarted), the adder reconnects to
+the re-resolved address with backoff and drops the rest of the episode it was writing: that
+episode's history lived in the old writer. A flush that waits is told apart from a dead server by
+asking the server for its info every `liveness_check_seconds`: a blocking rate limiter is not a
+failure.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
 
@@ -32,6 +39,7 @@ import tensorflow as tf
 import tree
 
 from antiphon.core.types import EnvironmentSpec, NestedArray, NestedSpec, Transition
+from antiphon.replay import clients
 
 __all__ = [
     "EpisodeAdder",
@@ -139,11 +147,18 @@ class _Adder:
         self._client = client
         self._priority_fns = dict(priority_fns)
         self._max_in_flight_items = max_in_flight_items
+        self._num_keep_alive_refs = num_keep_alive_refs
         self._writer = client.trajectory_writer(num_keep_alive_refs=num_keep_alive_refs)
         # The writer refuses a new episode while its last step is partial, so track it.
         self._step_open = False
         self._in_episode = False
         self._has_extras = False
+        # Set after a reconnect: the rest of the current episode is not written.
+        self._dropping_episode = False
+        self._interrupted = False
+        self.liveness_check_seconds = 5.0
+        self.max_outage_seconds = 600.0
+        self.reconnects = 0
 
     # Writer plumbing.
 
@@ -161,7 +176,51 @@ class _Adder:
                     numpy_trajectory = tree.map_structure(lambda c: c.numpy(), trajectory)
                 priority = float(priority_fn(numpy_trajectory))
             self._writer.create_item(table=table, priority=priority, trajectory=trajectory)
-        self._writer.flush(block_until_num_items=self._max_in_flight_items)
+        self._flush(self._max_in_flight_items)
+
+    def _flush(self, block_until_num_items: int) -> None:
+        """Flush, waiting as long as the server is alive (a rate limiter may hold inserts)."""
+        timeout_ms = max(1, int(self.liveness_check_seconds * 1000))
+        while True:
+            try:
+                self._writer.flush(block_until_num_items=block_until_num_items, timeout_ms=timeout_ms)
+                return
+            except reverb.errors.DeadlineExceededError:
+                if self._interrupted or not clients.server_alive(
+                    self._client, self.liveness_check_seconds
+                ):
+                    raise
+
+    def _guarded(self, write: Callable[..., None], *args: Any) -> None:
+        """Run a write; on a transport error reconnect and drop the rest of the episode."""
+        if self._dropping_episode:
+            return
+        try:
+            write(*args)
+        except Exception as e:
+            if not clients.is_transport_error(e):
+                raise
+            self._reconnect(e)
+
+    def _reconnect(self, error: BaseException) -> None:
+        logging.getLogger(__name__).warning(
+            "replay writer lost its server (%s); reconnecting and dropping this episode",
+            str(error).splitlines()[0][:120],
+        )
+        try:
+            self._writer.close()
+        except Exception:  # noqa: BLE001, S110 - the old writer's server is gone
+            pass
+        self._client = clients.connect(
+            self._client.server_address,
+            max_outage_seconds=self.max_outage_seconds,
+            should_stop=lambda: self._interrupted,
+        )
+        self._writer = self._client.trajectory_writer(num_keep_alive_refs=self._num_keep_alive_refs)
+        self._step_open = False
+        self._reset_state()
+        self._dropping_episode = True
+        self.reconnects += 1
 
     # Public API.
 
@@ -172,7 +231,7 @@ class _Adder:
         if not timestep.first():
             raise ValueError(f"add_first needs a FIRST timestep, got {timestep.step_type}")
         self._in_episode = True
-        self._add_first(timestep)
+        self._guarded(self._add_first, timestep)
 
     def add(self, action: NestedArray, next_timestep: dm_env.TimeStep, extras: Any = ()) -> None:
         """Record one step: `action` was taken and led to `next_timestep`."""
@@ -180,21 +239,36 @@ class _Adder:
             raise ValueError("add called before add_first")
         if next_timestep.first():
             raise ValueError("add got a FIRST timestep; start new episodes with add_first")
-        self._add(_to_numpy(action), next_timestep, _to_numpy(extras))
+        self._guarded(self._add, _to_numpy(action), next_timestep, _to_numpy(extras))
         if next_timestep.last():
             self.reset()
 
     def reset(self, timeout_ms: int | None = None) -> None:
         """End the episode: flush finished items, drop unfinished ones, clear the history."""
+        self._guarded(self._end_episode, timeout_ms)
+        self._in_episode = False
+        self._dropping_episode = False
+        self._reset_state()
+
+    def _end_episode(self, timeout_ms: int | None) -> None:
         if self._step_open:
             self._append({}, partial=False)  # close the open step so a new episode can start
+        if timeout_ms is None:
+            self._flush(0)  # waits while the server lives, fails when it does not
         self._writer.end_episode(clear_buffers=True, timeout_ms=timeout_ms)
-        self._in_episode = False
-        self._reset_state()
+
+    def interrupt(self) -> None:
+        """Make a pending or future reconnect give up at once (the program is stopping)."""
+        self._interrupted = True
 
     def close(self) -> None:
         """Close the writer (items not yet flushed are lost)."""
-        self._writer.close()
+        self._interrupted = True
+        try:
+            self._writer.close()
+        except Exception as e:  # noqa: BLE001 - closing after the server went away
+            if not clients.is_transport_error(e):
+                raise
 
     # Subclass hooks.
 

@@ -26,6 +26,7 @@ __all__ = [
     "DevicePrefetcher",
     "make_mixed_dataset",
     "make_reverb_dataset",
+    "ReconnectingIterator",
     "reconnecting_numpy_iterator",
 ]
 
@@ -268,6 +269,9 @@ class DevicePrefetcher(Iterator[Any]):
     def close(self, timeout: float = 5.0) -> None:
         """Stop the producer thread (waits up to `timeout` s for it; it is a daemon regardless)."""
         self._stop.set()
+        interrupt = getattr(self._source, "interrupt", None)
+        if callable(interrupt):  # a source retrying a lost server gives up now
+            interrupt()
         self._done = True
         while True:  # free a producer blocked on a full queue
             try:
@@ -283,31 +287,61 @@ class DevicePrefetcher(Iterator[Any]):
         self.close()
 
 
-def reconnecting_numpy_iterator(
-    make_dataset: Callable[[], tf.data.Dataset],
-    max_retries: int = 10,
-    initial_backoff_seconds: float = 0.2,
-    max_backoff_seconds: float = 5.0,
-) -> Iterator[Any]:
+class ReconnectingIterator:
     """numpy items of `make_dataset()`, rebuilding the dataset after a transport error.
 
-    A Reverb server that restarted (on the same, pinned, address) or a gRPC channel left stale
-    by an earlier server at that address raises `tf.errors.UnavailableError`; the stream is then
-    rebuilt with exponential backoff. Gives up (re-raising) after `max_retries` failures in a
-    row; any other error propagates at once.
+    A Reverb server that restarted (on the same, pinned, address or, re-resolved by
+    `make_dataset`, on another host) or a gRPC channel left stale by an earlier server at that
+    address raises `tf.errors.UnavailableError`; the stream is then rebuilt with exponential
+    backoff. Gives up (re-raising) once the server has been unreachable for `max_outage_seconds`,
+    or at once after `interrupt()` (the program is stopping); any other error propagates at once.
     """
-    failures = 0
-    backoff = initial_backoff_seconds
-    while True:
-        try:
-            for item in make_dataset().as_numpy_iterator():
-                failures, backoff = 0, initial_backoff_seconds
-                yield item
-            return
-        except tf.errors.UnavailableError as e:
-            failures += 1
-            if failures > max_retries:
-                raise
-            log.warning("replay unavailable (%s); reconnecting in %.1f s", e.message[:80], backoff)
-            time.sleep(backoff)
-            backoff = min(2 * backoff, max_backoff_seconds)
+
+    def __init__(
+        self,
+        make_dataset: Callable[[], tf.data.Dataset],
+        max_outage_seconds: float = 600.0,
+        initial_backoff_seconds: float = 0.2,
+        max_backoff_seconds: float = 10.0,
+    ):
+        self._make_dataset = make_dataset
+        self._max_outage_seconds = max_outage_seconds
+        self._initial_backoff = initial_backoff_seconds
+        self._max_backoff = max_backoff_seconds
+        self._interrupted = threading.Event()
+        self._iterator: Iterator[Any] | None = None
+        self.reconnects = 0
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+
+    def __iter__(self) -> ReconnectingIterator:
+        return self
+
+    def __next__(self) -> Any:
+        backoff = self._initial_backoff
+        outage_started: float | None = None
+        while True:
+            try:
+                if self._iterator is None:
+                    self._iterator = self._make_dataset().as_numpy_iterator()
+                return next(self._iterator)
+            except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:
+                self._iterator = None
+                now = time.monotonic()
+                outage_started = now if outage_started is None else outage_started
+                if self._interrupted.is_set() or now - outage_started > self._max_outage_seconds:
+                    raise
+                log.warning(
+                    "replay unavailable (%s); reconnecting in %.1f s", e.message[:80], backoff
+                )
+                self.reconnects += 1
+                self._interrupted.wait(backoff)
+                backoff = min(2 * backoff, self._max_backoff)
+
+
+def reconnecting_numpy_iterator(
+    make_dataset: Callable[[], tf.data.Dataset], **kwargs: Any
+) -> ReconnectingIterator:
+    """See `ReconnectingIterator`."""
+    return ReconnectingIterator(make_dataset, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Iterable
@@ -9,6 +10,10 @@ from typing import Any
 
 import numpy as np
 import reverb
+
+from antiphon.replay import clients
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PriorityUpdater"]
 
@@ -23,6 +28,9 @@ class PriorityUpdater:
     values winning for repeated keys. Keys no longer in the table are ignored by Reverb.
 
     An error raised by the server is re-raised (once) by the next `update`, `flush` or `close`.
+    A lost server (transport error) is not an error: the updates in that call are dropped (they
+    are advisory, and the items they named may not have survived the restart), and the thread
+    reconnects to the re-resolved address with backoff.
     """
 
     def __init__(self, client: reverb.Client, table: str, max_pending: int = 64):
@@ -83,6 +91,17 @@ class PriorityUpdater:
             try:
                 if updates:
                     self._client.mutate_priorities(self._table, updates=updates)
+            except Exception as e:
+                if clients.is_transport_error(e) and not stop:
+                    log.warning("priority updates dropped: replay unreachable; reconnecting")
+                    try:
+                        self._client = clients.connect(
+                            self._client.server_address, should_stop=lambda: self._closed
+                        )
+                    except ConnectionError as connection_error:
+                        self._error = connection_error
+                else:
+                    self._error = e
             except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
                 self._error = e
             finally:

@@ -11,7 +11,7 @@ from antiphon.agents.d4pg import networks as d4pg_networks
 from antiphon.agents.d4pg.config import D4PGConfig
 from antiphon.core.types import EnvironmentSpec, Transition
 from antiphon.core.variables import VariableClient
-from antiphon.replay import adders, datasets, tables
+from antiphon.replay import adders, clients, datasets, tables
 
 REPLAY_TABLE = "priority_table"
 
@@ -53,7 +53,7 @@ class D4PGBuilder:
 
         def make_dataset():
             dataset = datasets.make_reverb_dataset(
-                server_address,
+                clients.resolve_address(server_address),  # a restarted replay may have moved
                 REPLAY_TABLE,
                 batch_size=c.batch_size,
                 num_batches_per_call=c.sgd_steps_per_call,
