@@ -183,7 +183,9 @@ class _Adder:
         timeout_ms = max(1, int(self.liveness_check_seconds * 1000))
         while True:
             try:
-                self._writer.flush(block_until_num_items=block_until_num_items, timeout_ms=timeout_ms)
+                self._writer.flush(
+                    block_until_num_items=block_until_num_items, timeout_ms=timeout_ms
+                )
                 return
             except reverb.errors.DeadlineExceededError:
                 if self._interrupted or not clients.server_alive(

@@ -54,7 +54,13 @@ def is_transport_error(error: BaseException) -> bool:
     text = str(error)
     return any(
         marker in text
-        for marker in ("UNAVAILABLE", "Unavailable", "Socket closed", "Connection reset", "CANCELLED")
+        for marker in (
+            "UNAVAILABLE",
+            "Unavailable",
+            "Socket closed",
+            "Connection reset",
+            "CANCELLED",
+        )
     )
 
 

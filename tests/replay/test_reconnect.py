@@ -138,7 +138,9 @@ def test_adder_reconnect_re_resolves_the_address(server):
     moved = _ServerProcess(portpicker.pick_unused_port())
     current = {"address": f"localhost:{server.port}"}
     address = clients.ReplayAddress(current["address"], lambda: current["address"])
-    adder = _OneColumnAdder(reverb.Client(address), "t", num_keep_alive_refs=2, max_in_flight_items=1)
+    adder = _OneColumnAdder(
+        reverb.Client(address), "t", num_keep_alive_refs=2, max_in_flight_items=1
+    )
     adder.liveness_check_seconds = 1.0
     _episode(adder, 0, 3)
     server.kill()
