@@ -168,6 +168,10 @@ class LaunchedProgram:
         self._threads.append(thread)
         thread.start()
 
+    def client(self, label: str) -> Any:
+        """What a handle of node `label` is bound to (here: the node object itself)."""
+        return self.instances[label]
+
     # ---- stopping
     def request_stop(self) -> None:
         self._stop_requested.set()
