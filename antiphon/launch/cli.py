@@ -130,7 +130,34 @@ def _train_parser(config_class=None) -> _Parser:
         help="actor steps between evaluations; 0 disables the evaluator",
     )
     p.add_argument("--eval-episodes", type=int, default=10)
-    p.add_argument("--launcher", choices=["threads", "local_mt"], default="threads")
+    p.add_argument(
+        "--launcher",
+        choices=["threads", "local_mt", "ray", "local_mp"],
+        default="threads",
+        help="threads: one process (default); ray: every node a Ray actor (local_mt/local_mp: "
+        "Launchpad's names for the same)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="join the Ray cluster at this address (started with `ray start --head`) instead of "
+        "starting a local instance; needs --launcher ray",
+    )
+    p.add_argument(
+        "--ray-resources",
+        default=None,
+        metavar="JSON",
+        help='per-label Ray resources, e.g. \'{"learner": {"num_gpus": 1}, "actor": {"num_cpus": '
+        '1, "resources": {"cpu_host": 0.01}}}\' (keys: num_cpus, num_gpus, memory, resources, '
+        "max_restarts)",
+    )
+    p.add_argument(
+        "--max-restarts",
+        type=int,
+        default=3,
+        help="restarts allowed for the learner, replay and counter on Ray (actors: unlimited)",
+    )
     p.add_argument("--checkpoint-every", type=float, default=120.0, help="seconds")
     p.add_argument(
         "--no-replay-checkpoint",
@@ -145,6 +172,31 @@ def _train_parser(config_class=None) -> _Parser:
     if config_class is not None:
         add_config_options(p, config_class)
     return p
+
+
+def _parse_ray_resources(text: str | None) -> dict[str, dict[str, Any]] | None:
+    """--ray-resources: a JSON object label -> {num_cpus, num_gpus, memory, resources, ...}."""
+    if text is None:
+        return None
+    from antiphon.launch.ray import NodeResources
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--ray-resources is not valid JSON: {e}") from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise UsageError('--ray-resources must map labels to objects, e.g. {"learner": {...}}')
+    labels = ("replay", "counter", "learner", "actor", "evaluator")  # the online program's
+    for label, fields in value.items():
+        if label not in labels:
+            raise UsageError(
+                f"--ray-resources: unknown label '{label}' (labels: {', '.join(labels)})"
+            )
+        try:
+            NodeResources.from_dict(label, fields)
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"--ray-resources: {e}") from None
+    return value
 
 
 def _check_run_dir(run_dir: str, agent: str, stored_fields: dict[str, Any], overwrite: bool) -> str:
@@ -232,6 +284,14 @@ def train(argv: list[str]) -> int:
         raise UsageError(f"--action-repeat must be >= 1 (got {args.action_repeat})")
     if args.eval_every < 0 or args.eval_episodes < 1:
         raise UsageError("--eval-every must be >= 0 and --eval-episodes >= 1")
+    on_ray = args.launcher in ("ray", "local_mp")
+    if args.ray_address is not None and not on_ray:
+        raise UsageError("--ray-address needs --launcher ray")
+    if args.ray_resources is not None and not on_ray:
+        raise UsageError("--ray-resources needs --launcher ray")
+    if args.max_restarts < 0:
+        raise UsageError(f"--max-restarts must be >= 0 (got {args.max_restarts})")
+    ray_resources = _parse_ray_resources(args.ray_resources) if on_ray else None
 
     from antiphon.core.types import make_environment_spec
     from antiphon.environments import UnknownEnvironmentError, make_environment
@@ -289,17 +349,35 @@ def train(argv: list[str]) -> int:
         file=sys.stderr,
     )
     started = time.time()
-    launched = threads.launch(program)
+    if on_ray:
+        from antiphon import launch as launch_module
+
+        try:
+            launched = launch_module.launch(
+                program,
+                launch_type="ray",
+                address=args.ray_address,
+                resources=ray_resources,
+                max_restarts=args.max_restarts,
+            )
+        except ValueError as e:  # resources naming labels the program does not have
+            raise UsageError(str(e)) from None
+    else:
+        launched = threads.launch(program)
     interrupted = False
+    counts: dict[str, Any] = {}
     try:
         _watch(launched, args.steps, show_progress=not args.no_progress)
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted: stopping and saving checkpoints...", file=sys.stderr)
     finally:
+        try:  # read before shutdown: on Ray the counter goes away with its process
+            counts = launched.client("counter").status()
+        except Exception:  # noqa: BLE001, S110 - the counter itself may be what failed
+            pass
         launched.shutdown()
     launched.wait(0)  # re-raises a node failure
-    counts = launched.instances["counter"].status()
     try:
         png = plot_run([run_dir])
     except ValueError:
@@ -321,7 +399,7 @@ def _watch(launched, total_steps: int, show_progress: bool) -> None:
     """Wait for the program, showing a live progress bar fed by the counter node."""
     from antiphon.core.logging import ProgressDisplay
 
-    counter = launched.instances["counter"]
+    counter = launched.client("counter")
     history: list[tuple[float, float]] = []
 
     def poll() -> dict[str, Any]:

@@ -183,6 +183,7 @@ class LearnerNode:
         )
         self._stop = threading.Event()
         self._checkpointer = None
+        self._checkpointed_steps = -1
         if experiment.run_dir:
             self._checkpointer = checkpointing.Checkpointer(
                 checkpoint_dir(experiment.run_dir, "learner"),
@@ -195,6 +196,20 @@ class LearnerNode:
     def get_variables(self, names):
         return self.learner.get_variables(names)
 
+    def sgd_steps(self) -> int:
+        return int(getattr(self.learner, "sgd_steps", 0))
+
+    def checkpointed_steps(self) -> int:
+        """A lower bound on the SGD steps in the newest learner checkpoint (-1: none yet)."""
+        return self._checkpointed_steps
+
+    def _save(self, force: bool = False) -> None:
+        if self._checkpointer is None:
+            return
+        steps = self.sgd_steps()  # read first: the saved state can only be at or past it
+        if self._checkpointer.save(force=force) is not None:
+            self._checkpointed_steps = steps
+
     def variables_version(self) -> int:
         return self.learner.variables_version()
 
@@ -202,14 +217,12 @@ class LearnerNode:
         try:
             while not self._stop.is_set():
                 self.learner.step()
-                if self._checkpointer is not None:
-                    self._checkpointer.save()
+                self._save()
         except Exception:
             if not self._stop.is_set():
                 raise  # a real failure; during shutdown Reverb going away ends the stream
         finally:
-            if self._checkpointer is not None:
-                self._checkpointer.save(force=True)
+            self._save(force=True)
 
     def stop(self) -> None:
         self._stop.set()
@@ -385,6 +398,8 @@ def build_online_program(
                     else None
                 ),
                 port_file=replay_port_file(experiment.run_dir) if experiment.run_dir else None,
+                # Periodic, so a replay node that dies comes back with (almost) all its items.
+                checkpoint_every_seconds=experiment.checkpoint_every_seconds,
             )
         )
     with program.group("counter"):

@@ -1,4 +1,4 @@
-"""The Ray launcher: every node a Ray actor, on this machine or on a cluster started with `ray start`.
+"""The Ray launcher: every node a Ray actor, on this machine or on a cluster (`ray start`).
 
     launched = launch(program, launch_type="ray")                      # a local Ray instance
     launched = launch(program, launch_type="ray", address="head:6379") # join a cluster
@@ -222,9 +222,12 @@ class _NodeHost:
 
     # ---- introspection
     def describe(self) -> dict[str, Any]:
+        import ray
+
         return {
             "pid": os.getpid(),
             "ip": self._ip,
+            "node_id": ray.get_runtime_context().get_node_id(),
             "address": self._address,
             "variable_sources": sorted(self._publishers),
         }
@@ -748,11 +751,15 @@ class LaunchedRayProgram:
     def client(self, label: str) -> Any:
         return self._clients[label]
 
-    def host_pid(self, label: str) -> int:
-        """The process id of the Ray actor hosting node `label` (used by the fault tests)."""
+    @property
+    def program_labels(self) -> list[str]:
+        return list(self._host_labels)
+
+    def describe(self, label: str) -> dict[str, Any]:
+        """Where node `label` runs: pid, ip, Ray node id (and the address of a Reverb node)."""
         import ray
 
-        return int(ray.get(self._hosts[self._host_labels[label]].describe.remote())["pid"])
+        return ray.get(self._hosts[self._host_labels[label]].describe.remote())
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the program stops (or `timeout`), then shut down; re-raise a failure."""

@@ -17,10 +17,9 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(autouse=True)
 def no_ray_left_behind():
-    if ray_processes():
-        pytest.skip("another Ray instance is running on this machine")
+    before = ray_processes()
     yield
-    assert_no_ray_processes()
+    assert_no_ray_processes(before)
 
 
 def _wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):

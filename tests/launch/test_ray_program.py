@@ -1,0 +1,204 @@
+"""The online D4PG program on the Ray launcher: a two-node cluster that learns, and nodes killed
+mid-run (actor, replay, learner) that come back."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import time
+
+import pytest
+import reverb
+
+from antiphon import launch
+from antiphon.agents.d4pg.builder import D4PGBuilder
+from antiphon.agents.d4pg.config import D4PGConfig
+from antiphon.core.types import make_environment_spec
+from antiphon.environments import make_environment
+from antiphon.launch import experiments
+from tests.launch.ray_helpers import assert_no_ray_processes, ray_processes
+
+ENV = "dmc:cartpole-swingup"
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(autouse=True)
+def no_ray_left_behind():
+    before = ray_processes()
+    yield
+    assert_no_ray_processes(before)
+
+
+def _spec(action_repeat: int = 1):
+    return make_environment_spec(make_environment(ENV, seed=0, action_repeat=action_repeat))
+
+
+def _wait_for(predicate, timeout: float = 180.0, interval: float = 0.5, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not reached in {timeout:.0f} s: {what}"
+        time.sleep(interval)
+
+
+def _small_program(run_dir, max_actor_steps: int):
+    builder = D4PGBuilder(D4PGConfig(min_replay_size=300, sgd_steps_per_call=2, batch_size=64))
+    experiment = experiments.OnlineExperiment(
+        environment=ENV,
+        max_actor_steps=max_actor_steps,
+        run_dir=str(run_dir),
+        seed=0,
+        eval_every=0,
+        checkpoint_every_seconds=2.0,
+    )
+    return experiments.build_online_program(builder, experiment, _spec())
+
+
+def _counts(running) -> dict[str, float]:
+    return running.client("counter").get_counts()
+
+
+def _finish(running) -> dict[str, float]:
+    """Wait for the step limit to stop the program; the final counts (read before shutdown)."""
+    _wait_for(lambda: running.stop_requested, timeout=400, what="the step limit")
+    counts = _counts(running)
+    running.wait(0)  # shuts down; raises if any node failed
+    return counts
+
+
+def test_two_node_cluster_actors_on_one_node_learner_and_replay_on_the_other(tmp_path):
+    """A simulated two-node cluster (`ray.cluster_utils.Cluster`): actor and evaluator on the
+    worker node, replay, learner and counter on the head. The recipe and seed of the threaded
+    end-to-end test (10k environment steps): the return must rise by more than 50 over both the
+    initial policy's and the uniform random policy's."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "resources": {"learner_host": 10}},
+    )
+    try:
+        worker = cluster.add_node(num_cpus=2, resources={"actor_host": 10})
+        cluster.wait_for_nodes()
+        builder = D4PGBuilder(
+            D4PGConfig(
+                policy_learning_rate=1e-3, critic_learning_rate=1e-3, samples_per_insert=128.0
+            )
+        )
+        experiment = experiments.OnlineExperiment(
+            environment=ENV,
+            max_actor_steps=10_000,
+            run_dir=str(tmp_path),
+            seed=1,
+            action_repeat=2,
+            eval_every=10_000,
+            eval_episodes=3,
+            replay_checkpoint=False,
+        )
+        on_head = {"resources": {"learner_host": 1}}
+        on_worker = {"resources": {"actor_host": 1}}
+        running = launch.launch(
+            experiments.build_online_program(builder, experiment, _spec(action_repeat=2)),
+            launch_type="ray",
+            address=cluster.address,
+            resources={
+                "replay": {"num_cpus": 1, **on_head},
+                "learner": {"num_cpus": 1, **on_head},
+                "counter": {"num_cpus": 0, **on_head},
+                "actor": {"num_cpus": 1, **on_worker},
+                "evaluator": {"num_cpus": 0, **on_worker},
+            },
+        )
+        try:
+            placed = {label: running.describe(label)["node_id"] for label in running.program_labels}
+            head_id = cluster.head_node.node_id
+            assert placed["actor"] == worker.node_id and placed["evaluator"] == worker.node_id
+            assert placed["replay"] == placed["learner"] == placed["counter"] == head_id
+            assert head_id != worker.node_id
+        finally:
+            _wait_for(lambda: running.stop_requested, timeout=500, what="the step limit")
+            running.wait(0)
+    finally:
+        cluster.shutdown()
+    with open(tmp_path / "logs" / "evaluator.csv") as f:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    first, last = rows[0]["eval_return_mean"], rows[-1]["eval_return_mean"]
+    assert rows[-1]["actor_steps"] >= 10_000
+    assert last > first + 50, (first, last)
+    with open(tmp_path / "random_policy.json") as f:
+        random_return = json.load(f)["return_mean"]
+    assert last > random_return + 50, (random_return, last)
+
+
+def test_killed_actor_comes_back_and_the_run_finishes(tmp_path):
+    running = launch.launch(
+        _small_program(tmp_path, max_actor_steps=3000), launch_type="ray", local_num_cpus=4
+    )
+    try:
+        _wait_for(lambda: _counts(running).get("actor_steps", 0) > 500, what="actor steps")
+        old_pid = running.describe("actor")["pid"]
+        os.kill(old_pid, signal.SIGKILL)
+        _wait_for(lambda: running.restarts.get("actor", 0) >= 1, what="actor restart")
+        assert running.describe("actor")["pid"] != old_pid
+        counts = _finish(running)
+    finally:
+        running.shutdown()
+    assert counts["actor_steps"] >= 3000
+
+
+def test_killed_replay_restarts_on_its_address_with_its_items(tmp_path):
+    running = launch.launch(
+        _small_program(tmp_path, max_actor_steps=4000), launch_type="ray", local_num_cpus=4
+    )
+    try:
+        _wait_for(lambda: _counts(running).get("learner_steps", 0) > 20, what="learner steps")
+        address = str(running.client("replay"))
+        client = reverb.Client(address)
+        size_checkpointed = client.server_info()["priority_table"].current_size
+        client.checkpoint()  # holds at least `size_checkpointed` items
+        old = running.describe("replay")
+        os.kill(old["pid"], signal.SIGKILL)
+        _wait_for(lambda: running.restarts.get("replay", 0) >= 1, what="replay restart")
+        new = running.describe("replay")
+        assert new["pid"] != old["pid"]
+        assert new["address"] == old["address"] == address  # same host and pinned port
+        with open(tmp_path / "replay" / "port") as f:
+            assert address.endswith(f":{int(f.read())}")
+        restored = reverb.Client(address).server_info()["priority_table"].current_size
+        assert restored >= size_checkpointed > 0
+        at_restart = _counts(running)
+        # Writers and the learner's dataset resume on the restarted server.
+        _wait_for(
+            lambda: _counts(running)["learner_steps"] > at_restart["learner_steps"] + 20
+            and _counts(running)["actor_steps"] > at_restart["actor_steps"] + 200,
+            what="actors and learner resuming",
+        )
+        grown = reverb.Client(address).server_info()["priority_table"].current_size
+        assert grown > restored
+        counts = _finish(running)
+    finally:
+        running.shutdown()
+    assert counts["actor_steps"] >= 4000
+
+
+def test_killed_learner_restores_its_last_checkpoint(tmp_path):
+    running = launch.launch(
+        _small_program(tmp_path, max_actor_steps=4000), launch_type="ray", local_num_cpus=4
+    )
+    try:
+        learner = running.client("learner")
+        _wait_for(lambda: learner.checkpointed_steps() > 0, what="a learner checkpoint")
+        before_kill = learner.sgd_steps()
+        checkpointed = learner.checkpointed_steps()
+        old_pid = running.describe("learner")["pid"]
+        os.kill(old_pid, signal.SIGKILL)
+        _wait_for(lambda: running.restarts.get("learner", 0) >= 1, what="learner restart")
+        restored = learner.sgd_steps()
+        # Restored, not started over: back at most to the last checkpoint (one interval).
+        assert restored >= checkpointed > 0, (before_kill, checkpointed, restored)
+        _wait_for(lambda: learner.sgd_steps() > restored + 10, what="the learner stepping again")
+        counts = _finish(running)
+    finally:
+        running.shutdown()
+    assert counts["actor_steps"] >= 4000
