@@ -259,13 +259,17 @@ class _NodeHost:
 
     # ---- running and stopping
     def run(self, node_label: str) -> str:
+        """The node's main loop; then waits for the program to stop, so that the driver's call
+        stays pending for as long as the host should live: a host that dies with no restarts
+        left fails this call, which is how the driver notices (also for nodes with no loop)."""
         if node_label in self._functions:
             function, args, kwargs = self._functions[node_label]
             function(*args, **kwargs)
-            return "done"
-        run = getattr(self._instances[node_label], "run", None)
-        if callable(run):
-            run()
+        else:
+            run = getattr(self._instances[node_label], "run", None)
+            if callable(run):
+                run()
+        self._stop_event.wait()
         return "done"
 
     def stop(self) -> None:

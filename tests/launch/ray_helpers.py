@@ -1,32 +1,55 @@
-"""Shared pieces of the Ray launcher tests: leftover-process checks."""
+"""Shared pieces of the Ray launcher tests: checking that a test leaves no Ray process behind.
+
+Each test runs with a fresh `ANTIPHON_TEST_RUN` value in its environment, which every process it
+starts (Ray's GCS server and raylet, and through the raylet every worker) inherits; a Ray process
+carrying the value after the test is one this test left behind. Ray processes of anything else
+running on the machine are not counted.
+"""
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 
 import psutil
 
+_MARKER = "ANTIPHON_TEST_RUN"
 _RAY_PROCESS_MARKERS = ("raylet", "gcs_server", "ray::", "default_worker.py", "ray/dashboard")
 
 
-def ray_processes() -> dict[int, str]:
-    """Every Ray process on this machine: pid -> name and command line."""
+def start_marking() -> str:
+    """Tag every process started from now on (until `stop_marking`) with a fresh id."""
+    run_id = uuid.uuid4().hex
+    os.environ[_MARKER] = run_id
+    return run_id
+
+
+def stop_marking() -> None:
+    os.environ.pop(_MARKER, None)
+
+
+def ray_processes(run_id: str) -> dict[int, str]:
+    """Ray processes carrying `run_id`: pid -> name and command line."""
     found = {}
     for process in psutil.process_iter(["pid", "name", "cmdline"]):
         try:
             text = " ".join([process.info["name"] or ""] + (process.info["cmdline"] or []))
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            if not any(marker in text for marker in _RAY_PROCESS_MARKERS):
+                continue
+            if process.environ().get(_MARKER) != run_id:
+                continue
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        if any(marker in text for marker in _RAY_PROCESS_MARKERS):
-            found[process.info["pid"]] = text[:100]
+        found[process.info["pid"]] = text[:100]
     return found
 
 
-def assert_no_ray_processes(before: dict[int, str], timeout: float = 30.0) -> None:
-    """Fails if a Ray process that was not in `before` is still alive after `timeout` s."""
+def assert_no_ray_processes(run_id: str, timeout: float = 30.0) -> None:
+    """Fails if a Ray process started under `run_id` is still alive after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
-        left = {pid: text for pid, text in ray_processes().items() if pid not in before}
+        left = ray_processes(run_id)
         if not left:
             return
         if time.monotonic() > deadline:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import pytest
@@ -10,16 +11,24 @@ import pytest
 from antiphon import launch
 from antiphon.launch import program as lp
 from tests.launch import ray_nodes
-from tests.launch.ray_helpers import assert_no_ray_processes, ray_processes
+from tests.launch.ray_helpers import (
+    assert_no_ray_processes,
+    ray_processes,
+    start_marking,
+    stop_marking,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(autouse=True)
 def no_ray_left_behind():
-    before = ray_processes()
-    yield
-    assert_no_ray_processes(before)
+    run_id = start_marking()
+    try:
+        yield run_id
+    finally:
+        stop_marking()
+    assert_no_ray_processes(run_id)
 
 
 def _wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
@@ -29,7 +38,7 @@ def _wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
         time.sleep(interval)
 
 
-def test_nodes_are_processes_and_a_node_can_stop_the_program():
+def test_nodes_are_processes_and_a_node_can_stop_the_program(no_ray_left_behind):
     program = lp.Program("toy")
     with program.group("counter"):
         accumulator = program.add_node(lp.PyClassNode(ray_nodes.Accumulator))
@@ -41,6 +50,9 @@ def test_nodes_are_processes_and_a_node_can_stop_the_program():
         counter = running.client("counter")
         pids = {counter.pid(), running.client("actor_0").pid(), running.client("actor_1").pid()}
         assert len(pids) == 3 and os.getpid() not in pids
+        # The leftover check can see this test's Ray processes (nodes, raylet, GCS) while they run.
+        tagged = ray_processes(no_ray_left_behind)
+        assert pids <= set(tagged) and any("raylet" in text for text in tagged.values())
         future = counter.futures.slow_echo({"x": [1, 2]}, 0.2)  # does not block
         assert future.result(timeout=30) == {"x": [1, 2]}
         # The pushers call launch.stop() once done: the program stops by itself.
@@ -87,4 +99,27 @@ def test_a_node_that_raises_stops_the_program_with_its_name():
         program.add_node(lp.PyClassNode(ray_nodes.Exploder, accumulator))
     running = launch.launch(program, launch_type="ray", local_num_cpus=2)
     with pytest.raises(RuntimeError, match="node 'learner' raised ValueError\\('boom'\\)"):
+        running.wait(120)
+
+
+def test_a_node_out_of_restarts_stops_the_program_with_a_clear_message():
+    program = lp.Program("budget")
+    with program.group("counter"):
+        program.add_node(lp.PyClassNode(ray_nodes.Accumulator))
+    with program.group("actor"):
+        program.add_node(lp.PyClassNode(ray_nodes.Accumulator))
+    running = launch.launch(
+        program, launch_type="ray", local_num_cpus=2, resources={"counter": {"max_restarts": 1}}
+    )
+    try:
+        first = running.describe("counter")["pid"]
+        os.kill(first, signal.SIGKILL)  # restart 1 of 1
+        _wait_for(lambda: running.restarts.get("counter", 0) >= 1)
+        second = running.describe("counter")["pid"]
+        assert second != first
+        os.kill(second, signal.SIGKILL)  # none left
+    except BaseException:
+        running.shutdown()
+        raise
+    with pytest.raises(RuntimeError, match="node 'counter' died and cannot restart .*budget 1"):
         running.wait(120)

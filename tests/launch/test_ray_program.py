@@ -18,7 +18,7 @@ from antiphon.agents.d4pg.config import D4PGConfig
 from antiphon.core.types import make_environment_spec
 from antiphon.environments import make_environment
 from antiphon.launch import experiments
-from tests.launch.ray_helpers import assert_no_ray_processes, ray_processes
+from tests.launch.ray_helpers import assert_no_ray_processes, start_marking, stop_marking
 
 ENV = "dmc:cartpole-swingup"
 pytestmark = pytest.mark.timeout(600)
@@ -26,9 +26,12 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(autouse=True)
 def no_ray_left_behind():
-    before = ray_processes()
-    yield
-    assert_no_ray_processes(before)
+    run_id = start_marking()
+    try:
+        yield
+    finally:
+        stop_marking()
+    assert_no_ray_processes(run_id)
 
 
 def _spec(action_repeat: int = 1):
@@ -168,12 +171,17 @@ def test_killed_replay_restarts_on_its_address_with_its_items(tmp_path):
         restored = reverb.Client(address).server_info()["priority_table"].current_size
         assert restored >= size_checkpointed > 0
         at_restart = _counts(running)
+
+        def resumed() -> bool:
+            # Actors count their steps at the end of each episode (1000 steps).
+            now = _counts(running)
+            return (
+                now["learner_steps"] > at_restart["learner_steps"] + 20
+                and now.get("actor_steps", 0) >= at_restart.get("actor_steps", 0) + 1000
+            )
+
         # Writers and the learner's dataset resume on the restarted server.
-        _wait_for(
-            lambda: _counts(running)["learner_steps"] > at_restart["learner_steps"] + 20
-            and _counts(running)["actor_steps"] > at_restart["actor_steps"] + 200,
-            what="actors and learner resuming",
-        )
+        _wait_for(resumed, what="actors and learner resuming")
         grown = reverb.Client(address).server_info()["priority_table"].current_size
         assert grown > restored
         counts = _finish(running)
