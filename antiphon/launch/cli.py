@@ -349,34 +349,38 @@ def train(argv: list[str]) -> int:
         file=sys.stderr,
     )
     started = time.time()
-    if on_ray:
-        from antiphon import launch as launch_module
-
-        try:
-            launched = launch_module.launch(
-                program,
-                launch_type="ray",
-                address=args.ray_address,
-                resources=ray_resources,
-                max_restarts=args.max_restarts,
-            )
-        except ValueError as e:  # resources naming labels the program does not have
-            raise UsageError(str(e)) from None
-    else:
-        launched = threads.launch(program)
+    launched = None
     interrupted = False
     counts: dict[str, Any] = {}
     try:
+        if on_ray:
+            from antiphon import launch as launch_module
+
+            try:
+                launched = launch_module.launch(
+                    program,
+                    launch_type="ray",
+                    address=args.ray_address,
+                    resources=ray_resources,
+                    max_restarts=args.max_restarts,
+                )
+            except ValueError as e:  # resources naming labels the program does not have
+                raise UsageError(str(e)) from None
+        else:
+            launched = threads.launch(program)
         _watch(launched, args.steps, show_progress=not args.no_progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # also during start-up: the launcher has stopped what it started
         interrupted = True
         print("interrupted: stopping and saving checkpoints...", file=sys.stderr)
     finally:
-        try:  # read before shutdown: on Ray the counter goes away with its process
-            counts = launched.client("counter").status()
-        except Exception:  # noqa: BLE001, S110 - the counter itself may be what failed
-            pass
-        launched.shutdown()
+        if launched is not None:
+            try:  # read before shutdown: on Ray the counter goes away with its process
+                counts = launched.client("counter").status()
+            except Exception:  # noqa: BLE001, S110 - the counter itself may be what failed
+                pass
+            launched.shutdown()
+    if launched is None:
+        return 130
     launched.wait(0)  # re-raises a node failure
     try:
         png = plot_run([run_dir])

@@ -27,6 +27,9 @@ class Accumulator:
     def pid(self) -> int:
         return os.getpid()
 
+    def environment(self, name: str) -> str | None:
+        return os.environ.get(name)
+
     def slow_echo(self, value, seconds: float):
         time.sleep(seconds)
         return value

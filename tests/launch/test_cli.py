@@ -43,6 +43,22 @@ def _run_bad(argv, capsys, run_dir):
         (["--v-min", "10", "--v-max", "0"], "invalid config: v_min must be < v_max"),
         (["--actors", "0"], "--actors must be >= 1 (got 0)"),
         (["--steps", "-5"], "--steps must be >= 1"),
+        (["--ray-address", "head:6379"], "--ray-address needs --launcher ray"),
+        (["--launcher", "ray", "--ray-resources", "{learner"], "--ray-resources is not valid JSON"),
+        (
+            ["--launcher", "ray", "--ray-resources", '{"lerner": {"num_gpus": 1}}'],
+            "--ray-resources: unknown label 'lerner'",
+        ),
+        (
+            ["--launcher", "ray", "--ray-resources", '{"learner": {"gpus": 1}}'],
+            "resources for 'learner': unknown key(s) gpus",
+        ),
+        (
+            ["--launcher", "ray", "--ray-resources", '{"actor": {"num_cpus": -1}}'],
+            "num_cpus must be >= 0",
+        ),
+        (["--launcher", "ray", "--max-restarts", "-1"], "--max-restarts must be >= 0"),
+        (["--launcher", "mpi"], "--launcher: invalid choice: 'mpi'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, expected):

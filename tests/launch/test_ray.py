@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import time
 
 import pytest
@@ -123,3 +124,27 @@ def test_a_node_out_of_restarts_stops_the_program_with_a_clear_message():
         raise
     with pytest.raises(RuntimeError, match="node 'counter' died and cannot restart .*budget 1"):
         running.wait(120)
+
+
+def test_token_file_is_created_and_kept_owner_only(tmp_path, monkeypatch):
+    from antiphon.launch.ray import ensure_token_file
+
+    path = tmp_path / "ray" / "auth_token"
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(path))
+    assert ensure_token_file() == str(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(path.read_text()) == 64
+    token = path.read_text()
+    path.chmod(0o644)
+    ensure_token_file()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == token
+
+
+def test_local_instance_runs_with_token_authentication():
+    program = lp.Program("auth")
+    with program.group("counter"):
+        program.add_node(lp.PyClassNode(ray_nodes.Accumulator))
+    running = launch.launch(program, launch_type="ray", local_num_cpus=1)
+    try:
+        assert running.client("counter").environment("RAY_AUTH_MODE") == "token"
+    finally:
+        running.shutdown()

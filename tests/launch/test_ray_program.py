@@ -210,3 +210,54 @@ def test_killed_learner_restores_its_last_checkpoint(tmp_path):
     finally:
         running.shutdown()
     assert counts["actor_steps"] >= 4000
+
+
+def test_ctrl_c_stops_every_node_and_saves_checkpoints(tmp_path):
+    """`antiphon train --launcher ray`, interrupted: exit status 130 within the termination
+    notice, learner and replay checkpoints on disk, and (the fixture) no Ray process left."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "antiphon.launch.cli",
+            "train",
+            "--agent",
+            "d4pg",
+            "--env",
+            ENV,
+            "--steps",
+            "1000000",
+            "--launcher",
+            "ray",
+            "--run-dir",
+            str(run_dir),
+            "--min-replay-size",
+            "300",
+            "--eval-every",
+            "0",
+            "--no-progress",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        learner_log = run_dir / "logs" / "learner.csv"
+        _wait_for(
+            lambda: learner_log.exists() and len(learner_log.read_text().splitlines()) >= 2,
+            timeout=240,
+            what="the learner logging a step",
+        )
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr
+    assert any((run_dir / "checkpoints" / "learner").glob("ckpt-*.msgpack"))
+    assert any((run_dir / "replay" / "checkpoints").iterdir())
