@@ -58,6 +58,19 @@ def _small_program(run_dir, max_actor_steps: int):
     return experiments.build_online_program(builder, experiment, _spec())
 
 
+def _table_size(address: str, timeout: float = 60.0) -> int:
+    """The replay's item count; retried, because this process's gRPC channel to the address
+    may still be the one to the killed server (the first calls then fail with a broken pipe)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return reverb.Client(address).server_info(timeout=5)["priority_table"].current_size
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def _counts(running) -> dict[str, float]:
     return running.client("counter").get_counts()
 
@@ -168,7 +181,7 @@ def test_killed_replay_restarts_on_its_address_with_its_items(tmp_path):
         assert new["address"] == old["address"] == address  # same host and pinned port
         with open(tmp_path / "replay" / "port") as f:
             assert address.endswith(f":{int(f.read())}")
-        restored = reverb.Client(address).server_info()["priority_table"].current_size
+        restored = _table_size(address)
         assert restored >= size_checkpointed > 0
         at_restart = _counts(running)
 
@@ -182,7 +195,7 @@ def test_killed_replay_restarts_on_its_address_with_its_items(tmp_path):
 
         # Writers and the learner's dataset resume on the restarted server.
         _wait_for(resumed, what="actors and learner resuming")
-        grown = reverb.Client(address).server_info()["priority_table"].current_size
+        grown = _table_size(address)
         assert grown > restored
         counts = _finish(running)
     finally:
