@@ -47,6 +47,7 @@ import time
 from typing import Any
 
 from antiphon.launch import program as lp
+from antiphon.launch import threads
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +184,6 @@ class _NodeHost:
     def __init__(self, label: str, specs_ref: list[Any], control: Any, options: dict):
         import ray
 
-        from antiphon.launch import threads
-
         # The specs travel as an object the driver owns and keeps for the program's lifetime,
         # so a restarted host can always read them again (ray-project/ray#53727).
         specs: list[dict[str, Any]] = ray.get(specs_ref[0])
@@ -276,33 +275,13 @@ class _NodeHost:
         self._stop_event.set()
         for publisher in self._publishers.values():
             publisher.stop()
-        for node_label, instance in self._instances.items():
-            if isinstance(instance, _reverb_service_type()):
-                continue
-            stop = getattr(instance, "stop", None)
-            if callable(stop):
-                try:
-                    stop()
-                except Exception as e:  # noqa: BLE001
-                    log.warning("stopping %s failed: %r", node_label, e)
+        threads.call_on_nodes(self._instances, "stop")
 
     def close(self) -> None:
-        for node_label, instance in self._instances.items():
-            if isinstance(instance, _reverb_service_type()):
+        threads.call_on_nodes(self._instances, "close")
+        for instance in self._instances.values():
+            if isinstance(instance, threads._ReverbService):
                 instance.stop()  # final checkpoint, then the server goes away
-                continue
-            close = getattr(instance, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception as e:  # noqa: BLE001
-                    log.warning("closing %s failed: %r", node_label, e)
-
-
-def _reverb_service_type():
-    from antiphon.launch import threads
-
-    return threads._ReverbService
 
 
 # ------------------------------------------------------------------------------------------------

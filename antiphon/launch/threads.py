@@ -103,6 +103,20 @@ class _ReverbService:
         self.server.stop()
 
 
+def call_on_nodes(instances: dict[str, Any], method: str) -> None:
+    """Call `method()` on every node object that has it (Reverb services excepted: the launcher
+    stops them last), logging failures instead of raising: shutdown must reach every node."""
+    for label, instance in instances.items():
+        if isinstance(instance, _ReverbService):
+            continue
+        function = getattr(instance, method, None)
+        if callable(function):
+            try:
+                function()
+            except Exception as e:  # noqa: BLE001
+                log.warning("%s of node %s failed: %r", method, label, e)
+
+
 class LaunchedProgram:
     def __init__(self, program: lp.Program, serialize_calls: bool = False):
         self.program = program
@@ -197,15 +211,7 @@ class LaunchedProgram:
             return
         self._shutdown_done = True
         self._stop_requested.set()
-        for label, instance in self.instances.items():
-            if isinstance(instance, _ReverbService):
-                continue
-            stop_fn = getattr(instance, "stop", None)
-            if callable(stop_fn):
-                try:
-                    stop_fn()
-                except Exception as e:  # noqa: BLE001
-                    log.warning("stopping %s failed: %r", label, e)
+        call_on_nodes(self.instances, "stop")
         # Let nodes finish their current step (and final checkpoints) before pulling Reverb away.
         deadline = time.monotonic() + 5.0
         for thread in self._threads:
@@ -217,13 +223,7 @@ class LaunchedProgram:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning("thread %s did not stop within %.0f s", thread.name, join_timeout)
-        for instance in self.instances.values():
-            close_fn = getattr(instance, "close", None)
-            if callable(close_fn) and not isinstance(instance, _ReverbService):
-                try:
-                    close_fn()
-                except Exception as e:  # noqa: BLE001
-                    log.warning("closing failed: %r", e)
+        call_on_nodes(self.instances, "close")
         with _current_lock:
             if _current is self:
                 _current = None
