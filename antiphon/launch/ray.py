@@ -506,7 +506,7 @@ class LaunchedRayProgram:
         self._host_labels: dict[str, str] = {}  # node label -> host label
         self._clients: dict[str, Any] = {}
         self._run_refs: dict[Any, tuple[str, str]] = {}  # ObjectRef -> (host label, node label)
-        self._finished: set[str] = set()
+        self._restart_limits: dict[str, int] = {}  # host label -> Ray max_restarts (-1: none)
         self._errors: list[tuple[str, str]] = []
         self._stop_requested = threading.Event()
         self._shutdown_done = False
@@ -602,10 +602,8 @@ class LaunchedRayProgram:
 
         group = _group_of(node, self.program)
         res = self._resources_for(group)
-        if res.max_restarts is not None:
-            restarts = res.max_restarts
-        else:
-            restarts = -1 if group in UNLIMITED_RESTART_LABELS else self._max_restarts
+        restarts = self._max_restarts_for(group)
+        self._restart_limits[node.label] = restarts
         env_vars = {"TF_CPP_MIN_LOG_LEVEL": "2"}
         if res.num_gpus <= 0:
             env_vars["JAX_PLATFORMS"] = "cpu"  # actors run JAX on CPU; TF is CPU-only anyway
@@ -677,11 +675,11 @@ class LaunchedRayProgram:
                 host_label, node_label = self._run_refs.pop(ref)
                 try:
                     ray.get(ref)
-                    self._finished.add(node_label)
                 except ray.exceptions.RayActorError as e:
                     if self._stop_requested.is_set():
                         return
-                    budget = self._restart_budget(host_label)
+                    limit = self._restart_limits[host_label]
+                    budget = "unlimited" if limit < 0 else str(limit)
                     self._fail(
                         node_label,
                         f"died and cannot restart (restart budget {budget} spent): "
@@ -705,18 +703,13 @@ class LaunchedRayProgram:
             if reason is not None:
                 self._stop_requested.set()
 
-    def _restart_budget(self, host_label: str) -> str:
-        group = _group_of(self._node_by_label(host_label), self.program)
+    def _max_restarts_for(self, group: str) -> int:
+        """Ray's `max_restarts` for a label's nodes: its own setting, else -1 (no limit) for
+        actors and evaluators, else the launcher's bound."""
         res = self._resources_for(group)
         if res.max_restarts is not None:
-            return str(res.max_restarts)
-        return "unlimited" if group in UNLIMITED_RESTART_LABELS else str(self._max_restarts)
-
-    def _node_by_label(self, label: str) -> lp.Node:
-        for node in self.program.nodes():
-            if node.label == label:
-                return node
-        raise KeyError(label)
+            return res.max_restarts
+        return -1 if group in UNLIMITED_RESTART_LABELS else self._max_restarts
 
     def _fail(self, label: str, message: str) -> None:
         log.error("node '%s' %s", label, message)

@@ -41,6 +41,8 @@ import tree
 from antiphon.core.types import EnvironmentSpec, NestedArray, NestedSpec, Transition
 from antiphon.replay import clients
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "EpisodeAdder",
     "NStepTransitionAdder",
@@ -205,7 +207,7 @@ class _Adder:
             self._reconnect(e)
 
     def _reconnect(self, error: BaseException) -> None:
-        logging.getLogger(__name__).warning(
+        log.warning(
             "replay writer lost its server (%s); reconnecting and dropping this episode",
             str(error).splitlines()[0][:120],
         )

@@ -9,6 +9,7 @@ running on the machine are not counted.
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 
@@ -55,3 +56,18 @@ def assert_no_ray_processes(run_id: str, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"Ray processes left behind: {sorted(left.values())}")
         time.sleep(0.5)
+
+
+def kill_and_wait_for_restart(running, label: str, timeout: float = 180.0) -> tuple[dict, dict]:
+    """SIGKILL the process hosting node `label`; wait until the launcher has counted one more
+    restart of it. Returns where the node ran before and where it runs now (`describe`)."""
+    old = running.describe(label)
+    restarts = running.restarts.get(label, 0)
+    os.kill(old["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while running.restarts.get(label, 0) <= restarts:
+        assert time.monotonic() < deadline, f"node '{label}' did not restart in {timeout:.0f} s"
+        time.sleep(0.5)
+    new = running.describe(label)
+    assert new["pid"] != old["pid"]
+    return old, new

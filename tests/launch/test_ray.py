@@ -14,6 +14,7 @@ from antiphon.launch import program as lp
 from tests.launch import ray_nodes
 from tests.launch.ray_helpers import (
     assert_no_ray_processes,
+    kill_and_wait_for_restart,
     ray_processes,
     start_marking,
     stop_marking,
@@ -113,12 +114,8 @@ def test_a_node_out_of_restarts_stops_the_program_with_a_clear_message():
         program, launch_type="ray", local_num_cpus=2, resources={"counter": {"max_restarts": 1}}
     )
     try:
-        first = running.describe("counter")["pid"]
-        os.kill(first, signal.SIGKILL)  # restart 1 of 1
-        _wait_for(lambda: running.restarts.get("counter", 0) >= 1)
-        second = running.describe("counter")["pid"]
-        assert second != first
-        os.kill(second, signal.SIGKILL)  # none left
+        _, now = kill_and_wait_for_restart(running, "counter")  # restart 1 of 1
+        os.kill(now["pid"], signal.SIGKILL)  # none left
     except BaseException:
         running.shutdown()
         raise

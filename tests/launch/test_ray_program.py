@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import time
 
@@ -18,7 +17,12 @@ from antiphon.agents.d4pg.config import D4PGConfig
 from antiphon.core.types import make_environment_spec
 from antiphon.environments import make_environment
 from antiphon.launch import experiments
-from tests.launch.ray_helpers import assert_no_ray_processes, start_marking, stop_marking
+from tests.launch.ray_helpers import (
+    assert_no_ray_processes,
+    kill_and_wait_for_restart,
+    start_marking,
+    stop_marking,
+)
 
 ENV = "dmc:cartpole-swingup"
 pytestmark = pytest.mark.timeout(600)
@@ -153,10 +157,7 @@ def test_killed_actor_comes_back_and_the_run_finishes(tmp_path):
     )
     try:
         _wait_for(lambda: _counts(running).get("actor_steps", 0) > 500, what="actor steps")
-        old_pid = running.describe("actor")["pid"]
-        os.kill(old_pid, signal.SIGKILL)
-        _wait_for(lambda: running.restarts.get("actor", 0) >= 1, what="actor restart")
-        assert running.describe("actor")["pid"] != old_pid
+        kill_and_wait_for_restart(running, "actor")
         counts = _finish(running)
     finally:
         running.shutdown()
@@ -173,11 +174,7 @@ def test_killed_replay_restarts_on_its_address_with_its_items(tmp_path):
         client = reverb.Client(address)
         size_checkpointed = client.server_info()["priority_table"].current_size
         client.checkpoint()  # holds at least `size_checkpointed` items
-        old = running.describe("replay")
-        os.kill(old["pid"], signal.SIGKILL)
-        _wait_for(lambda: running.restarts.get("replay", 0) >= 1, what="replay restart")
-        new = running.describe("replay")
-        assert new["pid"] != old["pid"]
+        old, new = kill_and_wait_for_restart(running, "replay")
         assert new["address"] == old["address"] == address  # same host and pinned port
         with open(tmp_path / "replay" / "port") as f:
             assert address.endswith(f":{int(f.read())}")
@@ -212,9 +209,7 @@ def test_killed_learner_restores_its_last_checkpoint(tmp_path):
         _wait_for(lambda: learner.checkpointed_steps() > 0, what="a learner checkpoint")
         before_kill = learner.sgd_steps()
         checkpointed = learner.checkpointed_steps()
-        old_pid = running.describe("learner")["pid"]
-        os.kill(old_pid, signal.SIGKILL)
-        _wait_for(lambda: running.restarts.get("learner", 0) >= 1, what="learner restart")
+        kill_and_wait_for_restart(running, "learner")
         restored = learner.sgd_steps()
         # Restored, not started over: back at most to the last checkpoint (one interval).
         assert restored >= checkpointed > 0, (before_kill, checkpointed, restored)
