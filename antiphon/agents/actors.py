@@ -51,6 +51,14 @@ class GenericActor:
             self._params_version = version
         return self._params
 
+    @property
+    def params(self):
+        """The parameters the policy currently acts with (numpy; None before the first pull)."""
+        try:
+            return self._client.params
+        except Exception:  # noqa: BLE001 - no pull yet
+            return None
+
     def select_action(self, observation):
         action, self._state, self._key = self._step(
             self._current_params(), observation, self._state, self._key

@@ -167,6 +167,12 @@ def _train_parser(config_class=None) -> _Parser:
     p.add_argument(
         "--overwrite", action="store_true", help="delete an existing run_dir instead of resuming it"
     )
+    p.add_argument(
+        "--record-episodes",
+        action="store_true",
+        help="write every actor episode to run_dir/episodes/ (for `antiphon collect "
+        "--policy replay:RUN_DIR`, the medium-replay recipe)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
     p.add_argument("--print-logs", action="store_true", help="print every node's log lines")
     if config_class is not None:
@@ -341,6 +347,7 @@ def train(argv: list[str]) -> int:
         checkpoint_every_seconds=args.checkpoint_every,
         replay_checkpoint=not args.no_replay_checkpoint,
         print_logs=args.print_logs,
+        record_episodes=args.record_episodes,
     )
     program = experiments.build_online_program(builder, experiment, env_spec)
     print(

@@ -50,6 +50,10 @@ def replay_port_file(run_dir: str) -> str:
     return os.path.join(replay_dir(run_dir), "port")
 
 
+def snapshots_dir(run_dir: str) -> str:
+    return os.path.join(run_dir, "snapshots")
+
+
 @dataclasses.dataclass(frozen=True)
 class OnlineExperiment:
     """Everything an online run needs besides the agent's builder."""
@@ -66,6 +70,11 @@ class OnlineExperiment:
     replay_checkpoint: bool = True
     log_every_seconds: float = 10.0
     print_logs: bool = False  # per-node lines on the terminal (the progress bar is separate)
+    # Every actor episode to run_dir/episodes/ (the source of `medium-replay` datasets).
+    record_episodes: bool = False
+    # The evaluated policy's parameters at every evaluation, to run_dir/snapshots/ (the source
+    # of `medium` and `expert` datasets: `antiphon collect --policy RUN_DIR@medium`).
+    policy_snapshots: bool = True
 
 
 def _make_env(experiment: OnlineExperiment, seed: int):
@@ -258,21 +267,35 @@ class ActorNode:
         self._adder = adder
         actor = builder.make_actor(policy, jax.random.PRNGKey(seed), learner, adder=adder)
         self._counter = counter
+        self._recorder = None
+        if experiment.record_episodes and experiment.run_dir:
+            from antiphon.environments.datasets.recorder import EpisodeRecorder, episodes_dir
+
+            self._recorder = EpisodeRecorder(
+                os.path.join(episodes_dir(experiment.run_dir), f"actor_{actor_id}")
+            )
         self._loop = EnvironmentLoop(
             environment,
             actor,
             counter=Counter(counter, "actor"),
             logger=_logger(experiment, f"actor_{actor_id}", step_key="actor_steps"),
             label=f"actor_{actor_id}",
+            observers=[self._recorder] if self._recorder is not None else (),
         )
         self._stop = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
-            result = self._loop.run_episode()
-            self._counter.report("actor_return", float(result["episode_return"]))
-            if result.get("steps", 0) >= self._experiment.max_actor_steps:
-                return
+        try:
+            while not self._stop.is_set():
+                result = self._loop.run_episode()
+                self._counter.report("actor_return", float(result["episode_return"]))
+                if self._recorder is not None:
+                    self._recorder.commit(int(result.get("steps", 0)))
+                if result.get("steps", 0) >= self._experiment.max_actor_steps:
+                    return
+        finally:
+            if self._recorder is not None:
+                self._recorder.flush()
 
     def stop(self) -> None:
         self._stop.set()
@@ -330,7 +353,20 @@ class EvaluatorNode:
         if returns:
             self._logger.write(result)
             self._counter.report("eval_return", result["eval_return_mean"])
+            self._save_snapshot(result)
         return result
+
+    def _save_snapshot(self, result: dict[str, float]) -> None:
+        """The policy just evaluated, with its return: `snapshots/policy-<actor_steps>.*`."""
+        run_dir = self._experiment.run_dir
+        params = getattr(self._actor, "params", None)
+        if not (run_dir and self._experiment.policy_snapshots) or params is None:
+            return
+        name = f"policy-{int(result['actor_steps']):010d}"
+        directory = snapshots_dir(run_dir)
+        os.makedirs(directory, exist_ok=True)
+        checkpointing.save_pytree(os.path.join(directory, name + ".msgpack"), params)
+        checkpointing.write_json(os.path.join(directory, name + ".json"), result)
 
     def random_policy_baseline(self) -> None:
         """Once per run_dir: the uniform random policy's return, the floor of every curve."""

@@ -1,0 +1,195 @@
+"""The in-memory offline dataset every format reads into and writes from.
+
+A `Dataset` is a flat table of transitions in episode order (the D4RL layout):
+
+    observations[i], actions[i], rewards[i], next_observations[i], terminals[i], timeouts[i]
+
+`terminals[i]` marks a true terminal (the environment's discount is 0 after step i: nothing
+follows); `timeouts[i]` marks a time-limit truncation (the episode was cut, the state is not
+terminal and bootstrapping from `next_observations[i]` is correct). Every episode ends with exactly
+one of the two, so episode boundaries are `terminals | timeouts`, and the last transition of a
+dataset always ends an episode.
+
+`metadata` is a JSON-serialisable dict: `environment` (registry name), `action_repeat`, `policy`
+(what produced the data), `episode_returns`, and free-form fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+FLOAT_FIELDS = ("observations", "actions", "rewards", "next_observations")
+BOOL_FIELDS = ("terminals", "timeouts")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used. The message is one line and names the file and field."""
+
+
+@dataclasses.dataclass
+class Dataset:
+    observations: np.ndarray  # [N, obs_dim] float32
+    actions: np.ndarray  # [N, act_dim] float32
+    rewards: np.ndarray  # [N] float32
+    next_observations: np.ndarray  # [N, obs_dim] float32
+    terminals: np.ndarray  # [N] bool
+    timeouts: np.ndarray  # [N] bool
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.rewards.shape[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in FIELDS}
+
+    @property
+    def episode_ends(self) -> np.ndarray:
+        """Indices of the last transition of each episode."""
+        return np.flatnonzero(self.terminals | self.timeouts)
+
+    def episode_slices(self) -> list[slice]:
+        ends = self.episode_ends
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        return [slice(int(s), int(e) + 1) for s, e in zip(starts, ends, strict=True)]
+
+    def episode_returns(self) -> np.ndarray:
+        return np.array([float(self.rewards[s].sum()) for s in self.episode_slices()])
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.episode_ends.shape[0])
+
+    @property
+    def discounts(self) -> np.ndarray:
+        """The environment's discount after each step: 0 at true terminals, else 1."""
+        return (~self.terminals).astype(np.float32)
+
+    def summary(self) -> dict[str, Any]:
+        returns = self.episode_returns()
+        return {
+            "transitions": len(self),
+            "episodes": self.num_episodes,
+            "return_mean": float(returns.mean()) if len(returns) else float("nan"),
+            "return_std": float(returns.std()) if len(returns) else float("nan"),
+            "return_min": float(returns.min()) if len(returns) else float("nan"),
+            "return_max": float(returns.max()) if len(returns) else float("nan"),
+            "terminals": int(self.terminals.sum()),
+            "timeouts": int(self.timeouts.sum()),
+        }
+
+
+def concatenate(datasets: list[Dataset], metadata: dict[str, Any] | None = None) -> Dataset:
+    """Datasets one after another (episodes stay whole: each dataset ends an episode)."""
+    if not datasets:
+        raise DatasetError("cannot concatenate zero datasets")
+    arrays = {
+        name: np.concatenate([getattr(d, name) for d in datasets], axis=0) for name in FIELDS
+    }
+    return Dataset(**arrays, metadata=dict(metadata or datasets[0].metadata))
+
+
+def validate(dataset: Dataset, source: str = "dataset") -> Dataset:
+    """Checks the layout and returns the dataset with canonical dtypes.
+
+    Raises DatasetError (one line, naming `source` and the field) on: wrong rank, ragged lengths,
+    non-numeric dtypes, NaN/inf values, an episode that never ends, a step that is both a
+    terminal and a timeout.
+    """
+    arrays = dataset.arrays()
+    for name in FIELDS:
+        value = arrays[name]
+        if not isinstance(value, np.ndarray):
+            raise DatasetError(f"{source}: field '{name}' is not an array")
+    n = arrays["rewards"].shape[0] if arrays["rewards"].ndim >= 1 else -1
+    expected_rank = {
+        "observations": 2,
+        "actions": 2,
+        "rewards": 1,
+        "next_observations": 2,
+        "terminals": 1,
+        "timeouts": 1,
+    }
+    for name, rank in expected_rank.items():
+        value = arrays[name]
+        if value.ndim != rank:
+            raise DatasetError(
+                f"{source}: field '{name}' has shape {value.shape}, expected rank {rank}"
+            )
+        if value.shape[0] != n:
+            raise DatasetError(
+                f"{source}: field '{name}' has {value.shape[0]} rows but 'rewards' has {n}"
+                " (ragged fields)"
+            )
+    if n == 0:
+        raise DatasetError(f"{source}: the dataset has no transitions")
+    if arrays["observations"].shape[1:] != arrays["next_observations"].shape[1:]:
+        raise DatasetError(
+            f"{source}: field 'next_observations' has shape {arrays['next_observations'].shape}"
+            f" but 'observations' has {arrays['observations'].shape}"
+        )
+    out: dict[str, np.ndarray] = {}
+    for name in FLOAT_FIELDS:
+        value = arrays[name]
+        if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+            raise DatasetError(
+                f"{source}: field '{name}' has dtype {value.dtype}, expected a float dtype"
+            )
+        value = value.astype(np.float32, copy=False)
+        bad = ~np.isfinite(value)
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise DatasetError(f"{source}: field '{name}' has NaN or inf values (first at row {row})")
+        out[name] = value
+    for name in BOOL_FIELDS:
+        value = arrays[name]
+        if value.dtype != np.bool_:
+            if not np.issubdtype(value.dtype, np.integer) or not np.isin(value, (0, 1)).all():
+                raise DatasetError(
+                    f"{source}: field '{name}' has dtype {value.dtype}, expected bool (or 0/1)"
+                )
+            value = value.astype(bool)
+        out[name] = value
+    both = out["terminals"] & out["timeouts"]
+    if both.any():
+        row = int(np.flatnonzero(both)[0])
+        raise DatasetError(
+            f"{source}: row {row} is both a terminal and a timeout (fields 'terminals', 'timeouts')"
+        )
+    if not (out["terminals"][-1] or out["timeouts"][-1]):
+        raise DatasetError(
+            f"{source}: the last episode never ends (fields 'terminals'/'timeouts' are false at the"
+            " last row); a truncated file?"
+        )
+    return Dataset(**out, metadata=dict(dataset.metadata))
+
+
+def check_matches_environment(dataset: Dataset, env_spec, source: str = "dataset") -> None:
+    """Refuses a dataset whose observation or action shapes do not fit `env_spec`.
+
+    `env_spec` is antiphon's EnvironmentSpec (flat float observation, bounded action).
+    """
+    obs_shape = tuple(env_spec.observations.shape)
+    act_spec = env_spec.actions
+    if tuple(dataset.observations.shape[1:]) != obs_shape:
+        raise DatasetError(
+            f"{source}: field 'observations' has per-step shape {dataset.observations.shape[1:]},"
+            f" the environment's observation spec is {obs_shape}"
+        )
+    if tuple(dataset.actions.shape[1:]) != tuple(act_spec.shape):
+        raise DatasetError(
+            f"{source}: field 'actions' has per-step shape {dataset.actions.shape[1:]},"
+            f" the environment's action spec is {tuple(act_spec.shape)}"
+        )
+    low = np.asarray(getattr(act_spec, "minimum", -np.inf), np.float32)
+    high = np.asarray(getattr(act_spec, "maximum", np.inf), np.float32)
+    tolerance = 1e-4
+    if (dataset.actions < low - tolerance).any() or (dataset.actions > high + tolerance).any():
+        raise DatasetError(
+            f"{source}: field 'actions' has values in [{dataset.actions.min():.3g},"
+            f" {dataset.actions.max():.3g}], outside the environment's action bounds"
+            f" [{float(np.min(low)):.3g}, {float(np.max(high)):.3g}]"
+        )
