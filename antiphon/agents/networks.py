@@ -109,3 +109,80 @@ def critic_inputs(observation: jax.Array, action: jax.Array, clip_action: bool) 
     if clip_action:
         action = jnp.clip(action, -1.0, 1.0)
     return jnp.concatenate([observation, action], axis=-1)
+
+
+class MLP(hk.Module):
+    """A plain ReLU MLP (the torso of the offline agents; the same as d3rlpy's and acme JAX
+    CRR's default `(256, 256)` encoders, so side-by-side runs compare equal networks)."""
+
+    def __init__(
+        self, layer_sizes: Sequence[int], activate_final: bool = True, name: str | None = None
+    ):
+        super().__init__(name=name)
+        self._layer_sizes = tuple(layer_sizes)
+        self._activate_final = activate_final
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return hk.nets.MLP(
+            self._layer_sizes,
+            w_init=hk.initializers.VarianceScaling(1.0, "fan_avg", "uniform"),
+            activation=jax.nn.relu,
+            activate_final=self._activate_final,
+        )(x)
+
+
+class TanhGaussianPolicy(hk.Module):
+    """obs -> MLP -> (mean, std) of a diagonal Gaussian that `tanh` squashes into [-1, 1].
+
+    std = softplus(raw) + min_scale. The distribution itself is `tanh_gaussian(mean, std)`.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        action_dim: int,
+        min_scale: float = 1e-3,
+        name: str | None = None,
+    ):
+        super().__init__(name=name)
+        self._layer_sizes = layer_sizes
+        self._action_dim = action_dim
+        self._min_scale = min_scale
+
+    def __call__(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = MLP(self._layer_sizes)(observation)
+        mean = hk.Linear(self._action_dim, name="mean")(x)
+        raw_scale = hk.Linear(self._action_dim, name="scale")(x)
+        return mean, jax.nn.softplus(raw_scale) + self._min_scale
+
+
+# Dataset actions on the box edge (|a| = 1) have atanh = inf; clip them this far inside.
+TANH_EPSILON = 1e-5
+
+
+def tanh_gaussian_log_prob(mean: jax.Array, std: jax.Array, action: jax.Array) -> jax.Array:
+    """log pi(a|s) of a tanh-squashed diagonal Gaussian, summed over action dimensions.
+
+    log pi(a) = log N(atanh a; mean, std) - sum log(1 - a^2), with a clipped to
+    [-1 + eps, 1 - eps] so that actions on the box edge have a finite log-likelihood.
+    """
+    action = jnp.clip(action, -1.0 + TANH_EPSILON, 1.0 - TANH_EPSILON)
+    pre_tanh = jnp.arctanh(action)
+    log_normal = (
+        -0.5 * jnp.square((pre_tanh - mean) / std) - jnp.log(std) - 0.5 * jnp.log(2.0 * jnp.pi)
+    )
+    log_det = jnp.log1p(-jnp.square(action))
+    return jnp.sum(log_normal - log_det, axis=-1)
+
+
+def tanh_gaussian_sample(
+    mean: jax.Array, std: jax.Array, key: jax.Array, num_samples: int | None = None
+) -> jax.Array:
+    """tanh(mean + std * eps); with `num_samples`, shape [num_samples, *mean.shape]."""
+    shape = mean.shape if num_samples is None else (num_samples, *mean.shape)
+    return jnp.tanh(mean + std * jax.random.normal(key, shape, mean.dtype))
+
+
+def tanh_gaussian_mode(mean: jax.Array) -> jax.Array:
+    """The deterministic action used for evaluation: tanh(mean)."""
+    return jnp.tanh(mean)

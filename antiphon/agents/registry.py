@@ -8,6 +8,9 @@ import importlib
 
 _AGENTS: dict[str, str] = {
     "d4pg": "antiphon.agents.d4pg.builder:D4PGBuilder",
+    "crr": "antiphon.agents.crr.builder:CRRBuilder",
+    "bc": "antiphon.agents.bc.builder:BCBuilder",
+    "td3_bc": "antiphon.agents.td3_bc.builder:TD3BCBuilder",
 }
 
 

@@ -117,12 +117,32 @@ def config_from_args(args: argparse.Namespace, config_class):
 def _train_parser(config_class=None) -> _Parser:
     p = _Parser(prog="antiphon train", description="Train an agent (online, from actors).")
     p.add_argument("--agent", required=True, help="agent name, e.g. d4pg")
-    p.add_argument("--env", required=True, help="environment, e.g. dmc:cartpole-swingup")
+    p.add_argument(
+        "--env",
+        default=None,
+        help="environment, e.g. dmc:cartpole-swingup (offline: defaults to the dataset's)",
+    )
     p.add_argument("--actors", type=int, default=1, help="number of actors (default 1)")
-    p.add_argument("--steps", type=int, default=100_000, help="total actor env steps")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=100_000,
+        help="online: total actor env steps; offline (--dataset): learner SGD steps",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="offline agents (crr, bc, td3_bc): the dataset to train from (RLDS directory, "
+        "D4RL-style .hdf5, Minari directory or .npz; see `antiphon collect`)",
+    )
     p.add_argument("--run-dir", default=None, help="run directory (default runs/<agent>-<env>)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--action-repeat", type=int, default=1)
+    p.add_argument(
+        "--action-repeat",
+        type=int,
+        default=None,
+        help="repeat each action this many times (default 1; offline: the dataset's)",
+    )
     p.add_argument(
         "--eval-every",
         type=int,
@@ -261,6 +281,42 @@ def _check_run_dir(run_dir: str, agent: str, stored_fields: dict[str, Any], over
     return "resume"
 
 
+def _check_dataset(
+    path: str, env: str | None, action_repeat: int | None
+) -> tuple[str, int, dict[str, Any]]:
+    """Loads and validates a dataset; reconciles --env/--action-repeat with its metadata.
+
+    Returns (env, action_repeat, summary with the dataset under '_dataset')."""
+    from antiphon.environments.datasets import DatasetError, load_dataset
+
+    if not os.path.exists(path):
+        raise UsageError(f"no such dataset: {path}")
+    try:
+        dataset = load_dataset(path)
+    except DatasetError as e:
+        raise UsageError(str(e)) from None
+    meta_env = dataset.metadata.get("environment")
+    meta_repeat = dataset.metadata.get("action_repeat")
+    if env is None:
+        if meta_env is None:
+            raise UsageError(f"{path}: the dataset names no environment; give --env")
+        env = meta_env
+    elif meta_env is not None and meta_env != env:
+        raise UsageError(
+            f"{path}: field 'metadata.environment' is '{meta_env}' but --env is '{env}'"
+        )
+    if action_repeat is None:
+        action_repeat = int(meta_repeat or 1)
+    elif meta_repeat is not None and int(meta_repeat) != action_repeat:
+        raise UsageError(
+            f"{path}: field 'metadata.action_repeat' is {meta_repeat} but --action-repeat is "
+            f"{action_repeat}"
+        )
+    summary = dataset.summary()
+    summary["_dataset"] = dataset
+    return env, action_repeat, summary
+
+
 def train(argv: list[str]) -> int:
     from antiphon.agents.registry import UnknownAgentError, get_builder_class
 
@@ -282,6 +338,28 @@ def train(argv: list[str]) -> int:
     parser = _train_parser(builder_class.config_class)
     args = parser.parse_args(argv)
     config = config_from_args(args, builder_class.config_class)
+    offline = bool(getattr(builder_class, "offline", False))
+    dataset_summary = None
+    if offline:
+        if args.dataset is None:
+            raise UsageError(
+                f"agent '{known.agent}' trains offline: give --dataset PATH "
+                "(record one with `antiphon collect`)"
+            )
+        if args.actors != 1 or args.record_episodes:
+            raise UsageError("--actors and --record-episodes are for online agents")
+        args.env, args.action_repeat, dataset_summary = _check_dataset(
+            args.dataset, args.env, args.action_repeat
+        )
+    elif args.dataset is not None:
+        raise UsageError(
+            f"agent '{known.agent}' trains online (from actors); --dataset is for offline agents"
+            " (crr, bc, td3_bc)"
+        )
+    if args.env is None:
+        raise UsageError("--env is required (e.g. --env dmc:cartpole-swingup)")
+    if args.action_repeat is None:
+        args.action_repeat = 1
     if args.actors < 1:
         raise UsageError(f"--actors must be >= 1 (got {args.actors})")
     if args.steps < 1:
@@ -308,6 +386,13 @@ def train(argv: list[str]) -> int:
         raise UsageError(str(e)) from None
     env_spec = make_environment_spec(environment)
     environment.close()
+    if offline:
+        from antiphon.environments.datasets import DatasetError, check_matches_environment
+
+        try:
+            check_matches_environment(dataset_summary.pop("_dataset"), env_spec, args.dataset)
+        except DatasetError as e:
+            raise UsageError(str(e)) from None
 
     run_dir = args.run_dir or os.path.join("runs", f"{known.agent}-{args.env.replace(':', '-')}")
     record = {
@@ -329,30 +414,55 @@ def train(argv: list[str]) -> int:
         steps=args.steps,
         command="antiphon train " + " ".join(argv),
     )
+    if offline:
+        record.update(dataset=os.path.abspath(args.dataset), dataset_summary=dataset_summary)
+        del record["actors"]
     from antiphon.core import checkpointing
     from antiphon.launch import experiments, threads
 
     checkpointing.write_json(os.path.join(run_dir, "config.json"), record)
     from antiphon.launch.plotting import plot_run
 
-    experiment = experiments.OnlineExperiment(
-        environment=args.env,
-        max_actor_steps=args.steps,
-        run_dir=run_dir,
-        num_actors=args.actors,
-        seed=args.seed,
-        action_repeat=args.action_repeat,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        checkpoint_every_seconds=args.checkpoint_every,
-        replay_checkpoint=not args.no_replay_checkpoint,
-        print_logs=args.print_logs,
-        record_episodes=args.record_episodes,
+    if offline:
+        experiment = experiments.OfflineExperiment(
+            environment=args.env,
+            dataset=os.path.abspath(args.dataset),
+            max_learner_steps=args.steps,
+            run_dir=run_dir,
+            seed=args.seed,
+            action_repeat=args.action_repeat,
+            eval_every=args.eval_every,
+            eval_episodes=args.eval_episodes,
+            checkpoint_every_seconds=args.checkpoint_every,
+            print_logs=args.print_logs,
+        )
+        program = experiments.build_offline_program(builder, experiment, env_spec)
+    else:
+        experiment = experiments.OnlineExperiment(
+            environment=args.env,
+            max_actor_steps=args.steps,
+            run_dir=run_dir,
+            num_actors=args.actors,
+            seed=args.seed,
+            action_repeat=args.action_repeat,
+            eval_every=args.eval_every,
+            eval_episodes=args.eval_episodes,
+            checkpoint_every_seconds=args.checkpoint_every,
+            replay_checkpoint=not args.no_replay_checkpoint,
+            print_logs=args.print_logs,
+            record_episodes=args.record_episodes,
+        )
+        program = experiments.build_online_program(builder, experiment, env_spec)
+    what = (
+        f"from {args.dataset} ({dataset_summary['transitions']} transitions, "
+        f"{dataset_summary['episodes']} episodes, return {dataset_summary['return_mean']:.1f}) "
+        f"for {args.steps} learner steps"
+        if offline
+        else f"with {args.actors} actor(s) for {args.steps} env steps"
     )
-    program = experiments.build_online_program(builder, experiment, env_spec)
     print(
         f"{'resuming' if mode == 'resume' else 'starting'} {known.agent} on {args.env} "
-        f"with {args.actors} actor(s) for {args.steps} env steps -> {run_dir}",
+        f"{what} -> {run_dir}",
         file=sys.stderr,
     )
     started = time.time()
@@ -375,7 +485,12 @@ def train(argv: list[str]) -> int:
                 raise UsageError(str(e)) from None
         else:
             launched = threads.launch(program)
-        _watch(launched, args.steps, show_progress=not args.no_progress)
+        _watch(
+            launched,
+            args.steps,
+            show_progress=not args.no_progress,
+            step_key="learner_steps" if offline else "actor_steps",
+        )
     except KeyboardInterrupt:  # also during start-up: the launcher has stopped what it started
         interrupted = True
         print("interrupted: stopping and saving checkpoints...", file=sys.stderr)
@@ -406,7 +521,7 @@ def train(argv: list[str]) -> int:
     return 130 if interrupted else 0
 
 
-def _watch(launched, total_steps: int, show_progress: bool) -> None:
+def _watch(launched, total_steps: int, show_progress: bool, step_key: str = "actor_steps") -> None:
     """Wait for the program, showing a live progress bar fed by the counter node."""
     from antiphon.core.logging import ProgressDisplay
 
@@ -415,7 +530,7 @@ def _watch(launched, total_steps: int, show_progress: bool) -> None:
 
     def poll() -> dict[str, Any]:
         status = counter.status()
-        steps = float(status.get("actor_steps", 0))
+        steps = float(status.get(step_key, 0))
         now = time.time()
         history.append((now, steps))
         while len(history) > 2 and now - history[0][0] > 30:
@@ -434,7 +549,8 @@ def _watch(launched, total_steps: int, show_progress: bool) -> None:
         while not launched.stop_requested:
             time.sleep(0.5)
         return
-    with ProgressDisplay(total_steps, poll, description="env steps"):
+    description = "env steps" if step_key == "actor_steps" else "learner steps"
+    with ProgressDisplay(total_steps, poll, description=description):
         while not launched.stop_requested:
             time.sleep(0.5)
 
@@ -463,16 +579,138 @@ def plot(argv: list[str]) -> int:
 
 # ------------------------------------------------------------------------------------------------
 
-COMMANDS = {"train": train, "plot": plot}
+# ------------------------------------------------------------------------------------------------
+# collect
+
+
+_EXTENSIONS = {"hdf5": ".hdf5", "rlds": "", "npz": ".npz"}
+
+
+def collect(argv: list[str]) -> int:
+    p = _Parser(
+        prog="antiphon collect",
+        description="Record an offline dataset from a policy, or the five D4RL-recipe datasets "
+        "(random, medium, medium-replay, expert, medium-expert) from one online run.",
+    )
+    p.add_argument("--env", required=True, help="environment, e.g. dmc:cheetah-run")
+    p.add_argument(
+        "--policy",
+        default=None,
+        help="random | RUN_DIR[@expert|@medium|@latest|@step=N] | replay:RUN_DIR[@medium|...]",
+    )
+    p.add_argument(
+        "--recipe",
+        default=None,
+        metavar="RUN_DIR",
+        help="write the D4RL recipe's datasets from this online run (trained with "
+        "--record-episodes) into --out",
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="with --recipe: a comma-separated subset, e.g. medium,medium-replay",
+    )
+    p.add_argument("--episodes", type=int, default=100, help="episodes per dataset")
+    p.add_argument("--out", required=True, help="output file (or directory with --recipe)")
+    p.add_argument("--format", choices=["hdf5", "rlds", "npz"], default="hdf5")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--action-repeat", type=int, default=None, help="default: the run's, else 1")
+    p.add_argument(
+        "--action-noise",
+        type=float,
+        default=0.1,
+        help="Gaussian noise added to a snapshot policy's greedy action (default 0.1)",
+    )
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if (args.policy is None) == (args.recipe is None):
+        raise UsageError("give exactly one of --policy and --recipe")
+    if args.episodes < 1:
+        raise UsageError(f"--episodes must be >= 1 (got {args.episodes})")
+    if args.action_noise < 0:
+        raise UsageError(f"--action-noise must be >= 0 (got {args.action_noise})")
+
+    from antiphon.environments import UnknownEnvironmentError, validate_environment_name
+    from antiphon.environments.datasets import DatasetError, save_dataset
+    from antiphon.environments.datasets import collect as collecting
+
+    try:
+        validate_environment_name(args.env)
+    except UnknownEnvironmentError as e:
+        raise UsageError(str(e)) from None
+    if args.recipe is not None:
+        names = tuple(args.only.split(",")) if args.only else collecting.RECIPE
+        outputs = {n: os.path.join(args.out, n + _EXTENSIONS[args.format]) for n in names}
+    else:
+        outputs = {"dataset": args.out}
+    existing = [path for path in outputs.values() if os.path.exists(path)]
+    if existing and not args.overwrite:
+        raise UsageError(f"{existing[0]} exists; use --overwrite or another --out")
+
+    from rich.progress import Progress
+
+    with Progress(disable=args.no_progress, transient=True) as progress:
+
+        def progress_factory(name: str, total: int):
+            task = progress.add_task(f"collect {name}", total=total)
+            return lambda done: progress.update(task, completed=done)
+
+        try:
+            if args.recipe is not None:
+                datasets = collecting.collect_recipe(
+                    args.env,
+                    args.recipe,
+                    args.episodes,
+                    seed=args.seed,
+                    action_noise=args.action_noise,
+                    names=names,
+                    progress_factory=progress_factory,
+                )
+            else:
+                datasets = {
+                    "dataset": collecting.collect(
+                        args.env,
+                        args.policy,
+                        args.episodes,
+                        seed=args.seed,
+                        action_repeat=args.action_repeat,
+                        action_noise=args.action_noise,
+                        progress=progress_factory(args.policy, args.episodes),
+                    )
+                }
+        except (collecting.CollectError, DatasetError) as e:
+            raise UsageError(str(e)) from None
+    for name, dataset in datasets.items():
+        path = outputs[name]
+        if os.path.exists(path) and args.overwrite:
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        save_dataset(dataset, path, args.format)
+        summary = dataset.summary()
+        print(
+            f"{path}: {summary['transitions']} transitions, {summary['episodes']} episodes, "
+            f"return {summary['return_mean']:.1f} ± {summary['return_std']:.1f} "
+            f"[{summary['return_min']:.1f}, {summary['return_max']:.1f}], "
+            f"{summary['terminals']} terminals, {summary['timeouts']} timeouts",
+        )
+    return 0
+
+
+COMMANDS = {"train": train, "collect": collect, "plot": plot}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(
-            "usage: antiphon {train,plot} ...\n\n"
+            "usage: antiphon {train,collect,plot} ...\n\n"
             "  train   train an agent, e.g. antiphon train --agent d4pg "
             "--env dmc:cartpole-swingup --actors 2 --steps 100000 --run-dir runs/x\n"
+            "          offline: antiphon train --agent crr --dataset PATH --steps 100000\n"
+            "  collect record datasets: antiphon collect --env dmc:cheetah-run "
+            "--recipe runs/x --out datasets/cheetah-run\n"
             "  plot    plot learning curves: antiphon plot runs/x [runs/y ...]"
         )
         return 0 if argv else 2

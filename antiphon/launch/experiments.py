@@ -76,8 +76,40 @@ class OnlineExperiment:
     # of `medium` and `expert` datasets: `antiphon collect --policy RUN_DIR@medium`).
     policy_snapshots: bool = True
 
+    # The step count that limits the run and schedules evaluations.
+    step_key = "actor_steps"
 
-def _make_env(experiment: OnlineExperiment, seed: int):
+    @property
+    def max_steps(self) -> int:
+        return self.max_actor_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineExperiment:
+    """Everything an offline run needs besides the agent's builder: the dataset, the number of
+    learner (SGD) steps and how to evaluate on the real environment."""
+
+    environment: str
+    dataset: str  # a path any `antiphon.environments.datasets.load_dataset` format reads
+    max_learner_steps: int
+    run_dir: str | None = None
+    seed: int = 0
+    action_repeat: int = 1
+    eval_every: int = 10_000  # learner steps between evaluations (0: no evaluator)
+    eval_episodes: int = 10
+    checkpoint_every_seconds: float = 120.0
+    log_every_seconds: float = 10.0
+    print_logs: bool = False
+    policy_snapshots: bool = True
+
+    step_key = "learner_steps"
+
+    @property
+    def max_steps(self) -> int:
+        return self.max_learner_steps
+
+
+def _make_env(experiment: OnlineExperiment | OfflineExperiment, seed: int):
     from antiphon.environments import make_environment
 
     return make_environment(
@@ -85,7 +117,9 @@ def _make_env(experiment: OnlineExperiment, seed: int):
     )
 
 
-def _logger(experiment: OnlineExperiment, label: str, step_key: str | None = None):
+def _logger(
+    experiment: OnlineExperiment | OfflineExperiment, label: str, step_key: str | None = None
+):
     return make_logger(
         label,
         experiment.run_dir,
@@ -102,11 +136,11 @@ def _logger(experiment: OnlineExperiment, label: str, step_key: str | None = Non
 class CounterNode:
     """The program's counter, its step limiter and a board of latest values for progress display.
 
-    Stops the program once `actor_steps >= max_actor_steps` and, if there is an evaluator, it has
-    evaluated at (or past) that step count.
+    Stops the program once the experiment's step count (`actor_steps` online, `learner_steps`
+    offline) reaches its limit and, if there is an evaluator, it has evaluated at (or past) it.
     """
 
-    def __init__(self, experiment: OnlineExperiment, wait_for_evaluator: bool):
+    def __init__(self, experiment: OnlineExperiment | OfflineExperiment, wait_for_evaluator: bool):
         self._experiment = experiment
         self._counter = Counter()
         self._status: dict[str, Any] = {}
@@ -142,13 +176,13 @@ class CounterNode:
 
     def done(self) -> bool:
         counts = self._counter.get_counts()
-        if counts.get("actor_steps", 0) < self._experiment.max_actor_steps:
+        if counts.get(self._experiment.step_key, 0) < self._experiment.max_steps:
             return False
         if not self._wait_for_evaluator:
             return True
         with self._lock:
-            evaluated_at = self._status.get("evaluated_at_actor_steps", -1)
-        return evaluated_at >= self._experiment.max_actor_steps
+            evaluated_at = self._status.get("evaluated_at_steps", -1)
+        return evaluated_at >= self._experiment.max_steps
 
     def run(self) -> None:
         from antiphon import launch  # the launcher-neutral stop (Launchpad's lp.stop())
@@ -190,6 +224,10 @@ class LearnerNode:
             counter=Counter(counter, "learner"),
             logger=_logger(experiment, "learner", step_key="learner_steps"),
         )
+        self._setup_checkpointer(builder)
+
+    def _setup_checkpointer(self, builder) -> None:
+        experiment = self._experiment
         self._stop = threading.Event()
         self._checkpointer = None
         self._checkpointed_steps = -1
@@ -241,6 +279,44 @@ class LearnerNode:
         close = getattr(self._iterator, "close", None)
         if callable(close):
             close()
+
+
+class OfflineLearnerNode(LearnerNode):
+    """The offline learner: loads the dataset into this process's device memory, checks it
+    against the environment, trains `max_learner_steps` SGD steps, checkpoints, serves variables.
+    """
+
+    def __init__(self, builder, env_spec: EnvironmentSpec, counter, experiment: OfflineExperiment):
+        from antiphon.agents.offline import device_transitions
+        from antiphon.environments.datasets import check_matches_environment, load_dataset
+
+        self._experiment = experiment
+        dataset = load_dataset(experiment.dataset)
+        check_matches_environment(dataset, env_spec, experiment.dataset)
+        networks = builder.make_networks(env_spec)
+        self._iterator = None
+        self.learner = builder.make_learner(
+            networks,
+            device_transitions(dataset, builder.config.discount),
+            env_spec,
+            jax.random.PRNGKey(experiment.seed),
+            counter=Counter(counter, "learner"),
+            logger=_logger(experiment, "learner", step_key="learner_steps"),
+        )
+        self._setup_checkpointer(builder)
+
+    def run(self) -> None:
+        limit = self._experiment.max_learner_steps
+        try:
+            while not self._stop.is_set():
+                if self.sgd_steps() >= limit:
+                    self._save(force=True)
+                    self._stop.wait()  # the counter stops the program after the last evaluation
+                    break
+                self.learner.step()
+                self._save()
+        finally:
+            self._save(force=True)
 
 
 class ActorNode:
@@ -305,9 +381,10 @@ class ActorNode:
 
 
 class EvaluatorNode:
-    """Evaluates the greedy policy every `eval_every` actor steps (and at the start and end)."""
+    """Evaluates the greedy policy every `eval_every` steps of the experiment's step count
+    (actor steps online, learner steps offline), and at the start and end."""
 
-    def __init__(self, builder, learner, counter, experiment: OnlineExperiment):
+    def __init__(self, builder, learner, counter, experiment: OnlineExperiment | OfflineExperiment):
         seed = experiment.seed * 1000 + 999
         self._experiment = experiment
         self._environment = _make_env(experiment, seed)
@@ -321,7 +398,7 @@ class EvaluatorNode:
             experiment.run_dir,
             time_delta=0.0,
             print_to_terminal=experiment.print_logs,
-            step_key="actor_steps",
+            step_key=experiment.step_key,
         )
         # Episodes are summarised by evaluate(), not logged one by one.
         self._loop = EnvironmentLoop(
@@ -357,12 +434,12 @@ class EvaluatorNode:
         return result
 
     def _save_snapshot(self, result: dict[str, float]) -> None:
-        """The policy just evaluated, with its return: `snapshots/policy-<actor_steps>.*`."""
+        """The policy just evaluated, with its return: `snapshots/policy-<steps>.*`."""
         run_dir = self._experiment.run_dir
         params = getattr(self._actor, "params", None)
         if not (run_dir and self._experiment.policy_snapshots) or params is None:
             return
-        name = f"policy-{int(result['actor_steps']):010d}"
+        name = f"policy-{int(result[self._experiment.step_key]):010d}"
         directory = snapshots_dir(run_dir)
         os.makedirs(directory, exist_ok=True)
         checkpointing.save_pytree(os.path.join(directory, name + ".msgpack"), params)
@@ -394,17 +471,18 @@ class EvaluatorNode:
 
     def run(self) -> None:
         every = self._experiment.eval_every
-        limit = self._experiment.max_actor_steps
+        limit = self._experiment.max_steps
+        key = self._experiment.step_key
         next_eval = 0
         self.random_policy_baseline()
         while not self._stop.is_set():
-            steps = self._counter.get_counts().get("actor_steps", 0)
+            steps = self._counter.get_counts().get(key, 0)
             if steps >= next_eval or steps >= limit:
                 result = self.evaluate()
-                if result["actor_steps"] >= limit:
-                    self._counter.report("evaluated_at_actor_steps", result["actor_steps"])
+                if result[key] >= limit:
+                    self._counter.report("evaluated_at_steps", result[key])
                     return
-                next_eval = (int(result["actor_steps"]) // every + 1) * every
+                next_eval = (int(result[key]) // every + 1) * every
             else:
                 self._stop.wait(0.2)
 
@@ -451,6 +529,25 @@ def build_online_program(
             program.add_node(
                 lp.PyClassNode(ActorNode, builder, replay, learner, counter, experiment, actor_id)
             )
+    if experiment.eval_every > 0:
+        with program.group("evaluator"):
+            program.add_node(lp.PyClassNode(EvaluatorNode, builder, learner, counter, experiment))
+    return program
+
+
+def build_offline_program(
+    builder, experiment: OfflineExperiment, env_spec: EnvironmentSpec
+) -> lp.Program:
+    """counter + learner (dataset in its device memory) + evaluator, on any launcher."""
+    program = lp.Program(name=f"{builder.name}-offline")
+    with program.group("counter"):
+        counter = program.add_node(
+            lp.PyClassNode(CounterNode, experiment, wait_for_evaluator=experiment.eval_every > 0)
+        )
+    with program.group("learner"):
+        learner = program.add_node(
+            lp.PyClassNode(OfflineLearnerNode, builder, env_spec, counter, experiment)
+        )
     if experiment.eval_every > 0:
         with program.group("evaluator"):
             program.add_node(lp.PyClassNode(EvaluatorNode, builder, learner, counter, experiment))

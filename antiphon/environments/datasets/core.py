@@ -17,6 +17,8 @@ dataset always ends an episode.
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -86,9 +88,7 @@ def concatenate(datasets: list[Dataset], metadata: dict[str, Any] | None = None)
     """Datasets one after another (episodes stay whole: each dataset ends an episode)."""
     if not datasets:
         raise DatasetError("cannot concatenate zero datasets")
-    arrays = {
-        name: np.concatenate([getattr(d, name) for d in datasets], axis=0) for name in FIELDS
-    }
+    arrays = {name: np.concatenate([getattr(d, name) for d in datasets], axis=0) for name in FIELDS}
     return Dataset(**arrays, metadata=dict(metadata or datasets[0].metadata))
 
 
@@ -142,7 +142,9 @@ def validate(dataset: Dataset, source: str = "dataset") -> Dataset:
         bad = ~np.isfinite(value)
         if bad.any():
             row = int(np.argwhere(bad)[0][0])
-            raise DatasetError(f"{source}: field '{name}' has NaN or inf values (first at row {row})")
+            raise DatasetError(
+                f"{source}: field '{name}' has NaN or inf values (first at row {row})"
+            )
         out[name] = value
     for name in BOOL_FIELDS:
         value = arrays[name]
@@ -193,3 +195,110 @@ def check_matches_environment(dataset: Dataset, env_spec, source: str = "dataset
             f" {dataset.actions.max():.3g}], outside the environment's action bounds"
             f" [{float(np.min(low)):.3g}, {float(np.max(high)):.3g}]"
         )
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers shared by the file formats
+
+
+def metadata_to_json(metadata: dict[str, Any], source: str = "dataset") -> str:
+    """The metadata dict as JSON; numpy scalars and arrays become numbers and lists."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, (set, frozenset)):
+            return sorted(value)
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+    try:
+        return json.dumps(metadata, default=convert, allow_nan=True)
+    except (TypeError, ValueError) as error:
+        raise DatasetError(
+            f"{source}: field 'metadata' cannot be stored as JSON ({error})"
+        ) from None
+
+
+def metadata_from_json(text: Any, source: str = "dataset") -> dict[str, Any]:
+    """Parses a JSON metadata string (str, bytes or a 0-d array of either) into a dict."""
+    if isinstance(text, np.ndarray):
+        text = text.item() if text.size == 1 else text
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    if not isinstance(text, str):
+        raise DatasetError(
+            f"{source}: field 'metadata' is a {type(text).__name__}, not a JSON string"
+        )
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise DatasetError(f"{source}: field 'metadata' is not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise DatasetError(
+            f"{source}: field 'metadata' is JSON {type(value).__name__}, not an object"
+        )
+    return value
+
+
+def _sort_key(key: Any) -> tuple[int, Any]:
+    # Minari stores tuple spaces as `_index_<i>` groups: order those numerically.
+    text = str(key)
+    if text.startswith("_index_") and text[7:].isdigit():
+        return (0, int(text[7:]))
+    return (1, text)
+
+
+def flatten_structure(
+    value: Any, source: str, field: str
+) -> tuple[np.ndarray, list[tuple[str, int]] | None]:
+    """A per-step array `[T, ...]`, or a (nested) dict of them, as one `[T, D]` array.
+
+    The policy for structured observations/actions in episode formats (RLDS, Minari): every leaf
+    is reshaped to `[T, -1]` (scalars become width 1) and the leaves are concatenated in sorted
+    key order, recursively (gymnasium's `Dict` spaces keep their keys sorted, so this is the
+    layout of `gymnasium.wrappers.FlattenObservation`). Leaves must hold numbers or booleans;
+    strings, bytes and complex numbers are refused. Returns the array and, for a dict, the
+    `(key path, width)` list describing the columns (None for a plain array).
+    """
+    leaves: list[tuple[str, np.ndarray]] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            if not node:
+                raise DatasetError(f"{source}: field '{path}' is an empty dict")
+            for key in sorted(node, key=_sort_key):
+                walk(node[key], f"{path}/{key}")
+            return
+        leaves.append((path, np.asarray(node)))
+
+    walk(value, field)
+    structured = isinstance(value, Mapping)
+    length = None
+    columns = []
+    for path, leaf in leaves:
+        if leaf.ndim == 0:
+            raise DatasetError(f"{source}: field '{path}' is a scalar, expected one row per step")
+        kind = leaf.dtype.kind
+        if kind not in "biuf":
+            raise DatasetError(
+                f"{source}: field '{path}' has dtype {leaf.dtype}, expected numbers or booleans"
+            )
+        if length is None:
+            length = leaf.shape[0]
+        elif leaf.shape[0] != length:
+            first = leaves[0][0]
+            raise DatasetError(
+                f"{source}: field '{path}' has {leaf.shape[0]} rows but '{first}' has {length}"
+                " (ragged fields)"
+            )
+        columns.append(leaf.reshape(leaf.shape[0], -1))
+    if not structured:
+        return columns[0], None
+    widths = [
+        (path[len(field) + 1 :], int(column.shape[1]))
+        for (path, _), column in zip(leaves, columns, strict=True)
+    ]
+    # numpy promotes mixed leaves (bool/int/float) to a float dtype that holds them exactly.
+    return np.concatenate(columns, axis=1), widths

@@ -28,24 +28,21 @@ def episodes_dir(run_dir: str) -> str:
     return os.path.join(run_dir, EPISODES_DIR)
 
 
-class EpisodeRecorder:
-    def __init__(self, directory: str, episodes_per_chunk: int = 20):
-        self._directory = directory
-        self._episodes_per_chunk = episodes_per_chunk
-        os.makedirs(directory, exist_ok=True)
-        existing = sorted(glob.glob(os.path.join(directory, "chunk-*.npz")))
-        # A restarted actor continues the numbering instead of overwriting.
-        self._next_chunk = (
-            int(os.path.basename(existing[-1])[6:12]) + 1 if existing else 0
-        )
+class EpisodeAssembler:
+    """An environment-loop observer that assembles each episode into flat transition arrays
+    (the `Dataset` fields). `pop_finished()` hands over the episode that just ended."""
+
+    def __init__(self):
         self._current: dict[str, list[Any]] | None = None
         self._finished: dict[str, np.ndarray] | None = None
-        self._pending: list[dict[str, np.ndarray]] = []
 
-    # Observer interface (antiphon.core.loop.EnvLoopObserver)
     def observe_first(self, env: dm_env.Environment, timestep: dm_env.TimeStep) -> None:
-        self._current = {"observations": [np.asarray(timestep.observation)], "actions": [],
-                         "rewards": [], "discounts": []}
+        self._current = {
+            "observations": [np.asarray(timestep.observation)],
+            "actions": [],
+            "rewards": [],
+            "discounts": [],
+        }
         self._finished = None
 
     def observe(self, env: dm_env.Environment, timestep: dm_env.TimeStep, action: Any) -> None:
@@ -59,6 +56,8 @@ class EpisodeRecorder:
         if timestep.last():
             observations = np.asarray(current["observations"], np.float32)
             n = len(current["rewards"])
+            # dm_env: discount 0 on the last step is a true terminal; otherwise the time limit
+            # cut the episode (a truncation, which bootstraps).
             terminal = current["discounts"][-1] == 0.0
             terminals = np.zeros(n, bool)
             timeouts = np.zeros(n, bool)
@@ -76,15 +75,32 @@ class EpisodeRecorder:
     def get_metrics(self) -> dict[str, Any]:
         return {}
 
+    def pop_finished(self) -> dict[str, np.ndarray] | None:
+        finished, self._finished = self._finished, None
+        return finished
+
+
+class EpisodeRecorder(EpisodeAssembler):
+    """Files each finished episode into `directory/chunk-<n>.npz` (see the module docstring)."""
+
+    def __init__(self, directory: str, episodes_per_chunk: int = 20):
+        super().__init__()
+        self._directory = directory
+        self._episodes_per_chunk = episodes_per_chunk
+        os.makedirs(directory, exist_ok=True)
+        existing = sorted(glob.glob(os.path.join(directory, "chunk-*.npz")))
+        # A restarted actor continues the numbering instead of overwriting.
+        self._next_chunk = int(os.path.basename(existing[-1])[6:12]) + 1 if existing else 0
+        self._pending: list[dict[str, np.ndarray]] = []
+
     # Filing
     def commit(self, actor_steps: int) -> None:
         """Files the episode that just ended, tagged with the program's actor step count."""
-        if self._finished is None:
+        episode = self.pop_finished()
+        if episode is None:
             return
-        episode = dict(self._finished)
         episode["actor_steps"] = np.int64(actor_steps)
         self._pending.append(episode)
-        self._finished = None
         if len(self._pending) >= self._episodes_per_chunk:
             self.flush()
 
@@ -105,7 +121,7 @@ class EpisodeRecorder:
 def read_recorded_episodes(
     run_dir: str, until_actor_steps: int | None = None, metadata: dict[str, Any] | None = None
 ) -> Dataset:
-    """Every recorded episode that ended at or before `until_actor_steps`, in the order they ended."""
+    """Every recorded episode that ended by `until_actor_steps`, in the order they ended."""
     paths = sorted(glob.glob(os.path.join(episodes_dir(run_dir), "*", "chunk-*.npz")))
     if not paths:
         raise DatasetError(
@@ -124,7 +140,9 @@ def read_recorded_episodes(
                 episodes.append((int(step), {k: v[start:stop] for k, v in data.items()}))
             start = stop
     if not episodes:
-        raise DatasetError(f"{run_dir}: no recorded episode ended by actor step {until_actor_steps}")
+        raise DatasetError(
+            f"{run_dir}: no recorded episode ended by actor step {until_actor_steps}"
+        )
     episodes.sort(key=lambda item: item[0])
     arrays = {name: np.concatenate([e[name] for _, e in episodes]) for name in FIELDS}
     return Dataset(**arrays, metadata=dict(metadata or {}))

@@ -1,0 +1,98 @@
+"""CRR networks: a tanh-Gaussian policy and a critic that is scalar, categorical (C51) or a
+mixture of Gaussians (the foundation's distributional heads)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from antiphon.agents import distributional
+from antiphon.agents import networks as shared
+from antiphon.agents.crr.config import CRRConfig
+from antiphon.core.types import EnvironmentSpec, zeros_like_spec
+
+
+@dataclasses.dataclass(frozen=True)
+class CRRNetworks:
+    """Pure functions.
+
+    policy_apply(params, obs) -> (mean, std) of the pre-tanh Gaussian.
+    critic_apply(params, obs, action) -> Q [B] | C51 logits [B, L] | MixtureParams.
+    critic_mean(output) -> Q [B].
+    """
+
+    policy_init: Callable
+    policy_apply: Callable
+    critic_init: Callable
+    critic_apply: Callable
+    critic_mean: Callable
+    support: jax.Array | None
+    critic_type: str
+
+    def init(self, key: jax.Array, env_spec: EnvironmentSpec) -> tuple:
+        obs = zeros_like_spec(env_spec.observations, (1,))
+        action = zeros_like_spec(env_spec.actions, (1,))
+        policy_key, critic_key = jax.random.split(key)
+        return self.policy_init(policy_key, obs), self.critic_init(critic_key, obs, action)
+
+    def log_prob(self, policy_params, observation, action) -> jax.Array:
+        mean, std = self.policy_apply(policy_params, observation)
+        return shared.tanh_gaussian_log_prob(mean, std, action)
+
+    def q_value(self, critic_params, observation, action) -> jax.Array:
+        return self.critic_mean(self.critic_apply(critic_params, observation, action))
+
+
+def make_critic(config, env_spec: EnvironmentSpec):
+    """(critic_fn, critic_mean, support) for `config.critic_type` in scalar | c51 | mog."""
+    del env_spec
+    critic_type = config.critic_type
+    if critic_type == "c51":
+        support = jnp.linspace(config.v_min, config.v_max, config.num_atoms)
+
+        def critic(observation, action):
+            x = shared.MLP(config.critic_layer_sizes)(jnp.concatenate([observation, action], -1))
+            return shared.CategoricalHead(config.num_atoms)(x)
+
+        return critic, (lambda logits: distributional.categorical_mean(logits, support)), support
+    if critic_type == "mog":
+
+        def critic(observation, action):
+            x = shared.critic_inputs(observation, action, clip_action=True)
+            x = shared.MLP(config.critic_layer_sizes)(x)
+            return shared.GaussianMixtureHead(
+                config.num_components, config.init_scale, config.min_scale
+            )(x)
+
+        return critic, distributional.mixture_mean, None
+
+    def critic(observation, action):
+        x = shared.MLP(config.critic_layer_sizes)(jnp.concatenate([observation, action], -1))
+        return hk.Linear(1)(x)[..., 0]
+
+    return critic, (lambda q: q), None
+
+
+def make_networks(env_spec: EnvironmentSpec, config: CRRConfig) -> CRRNetworks:
+    action_dim = int(np.prod(env_spec.actions.shape))
+
+    def policy(observation):
+        return shared.TanhGaussianPolicy(config.policy_layer_sizes, action_dim)(observation)
+
+    critic, critic_mean, support = make_critic(config, env_spec)
+    policy_t = hk.without_apply_rng(hk.transform(policy))
+    critic_t = hk.without_apply_rng(hk.transform(critic))
+    return CRRNetworks(
+        policy_init=policy_t.init,
+        policy_apply=policy_t.apply,
+        critic_init=critic_t.init,
+        critic_apply=critic_t.apply,
+        critic_mean=critic_mean,
+        support=support,
+        critic_type=config.critic_type,
+    )

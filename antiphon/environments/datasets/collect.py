@@ -1,0 +1,320 @@
+"""Recording offline datasets from policies: `antiphon collect`.
+
+A policy is one of:
+  random                      uniform random actions in the action box
+  RUN_DIR[@WHICH]             a policy snapshot of an online run (`runs/x/snapshots/`), WHICH =
+                              expert (default: the best evaluated snapshot) | medium (the
+                              snapshot whose return is closest to half the best, before it) |
+                              step=N | latest
+  replay:RUN_DIR[@WHICH]      the episodes the run's actors recorded (`--record-episodes`) up to
+                              the step of that snapshot: the run's replay buffer stopped there
+
+The D4RL recipe on one run (`collect_recipe`): random, medium, medium-replay, expert and
+medium-expert (medium + expert, 50/50), each written with its metadata.
+
+Snapshot policies act greedily plus Gaussian noise `action_noise` (clipped to the box), so that
+datasets cover more than one trajectory per start state; the noise is recorded in the metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from antiphon.environments.datasets.core import (
+    FIELDS,
+    Dataset,
+    DatasetError,
+    concatenate,
+)
+
+RECIPE = ("random", "medium", "medium-replay", "expert", "medium-expert")
+
+
+class CollectError(ValueError):
+    """Bad collect input; one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    path: str  # the .msgpack file
+    steps: int
+    eval_return: float
+
+
+def list_snapshots(run_dir: str) -> list[Snapshot]:
+    snapshots = []
+    for meta_path in sorted(glob.glob(os.path.join(run_dir, "snapshots", "policy-*.json"))):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        steps = int(os.path.basename(meta_path)[len("policy-") : -len(".json")])
+        params_path = meta_path[: -len(".json")] + ".msgpack"
+        if os.path.exists(params_path):
+            snapshots.append(Snapshot(params_path, steps, float(meta["eval_return_mean"])))
+    return sorted(snapshots, key=lambda s: s.steps)
+
+
+def select_snapshot(run_dir: str, which: str = "expert") -> Snapshot:
+    snapshots = list_snapshots(run_dir)
+    if not snapshots:
+        raise CollectError(f"{run_dir}: no policy snapshots (snapshots/policy-*.json)")
+    best = max(snapshots, key=lambda s: (s.eval_return, s.steps))
+    if which in ("expert", "best"):
+        return best
+    if which == "latest":
+        return snapshots[-1]
+    if which == "medium":
+        before = [s for s in snapshots if s.steps <= best.steps]
+        return min(before, key=lambda s: (abs(s.eval_return - best.eval_return / 2), s.steps))
+    if which.startswith("step="):
+        step = int(which[len("step=") :])
+        for snapshot in snapshots:
+            if snapshot.steps == step:
+                return snapshot
+        steps = ", ".join(str(s.steps) for s in snapshots)
+        raise CollectError(f"{run_dir}: no snapshot at step {step} (have: {steps})")
+    raise CollectError(f"unknown snapshot '{which}' (expert | medium | latest | step=N)")
+
+
+def _run_config(run_dir: str) -> dict[str, Any]:
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        raise CollectError(f"{run_dir}: not an antiphon run directory (no config.json)")
+    with open(path) as f:
+        return json.load(f)
+
+
+def config_from_record(config_class, fields: dict[str, Any]):
+    """A config dataclass from its JSON record (lists back to tuples)."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items() if k in known}
+    return config_class(**values)
+
+
+def snapshot_policy(run_dir: str, snapshot: Snapshot, env_spec, action_noise: float, seed: int):
+    """A numpy policy `observation -> action` acting with the snapshot's parameters."""
+    import jax
+    import jax.numpy as jnp
+
+    from antiphon.agents.registry import get_builder_class
+    from antiphon.core import checkpointing
+
+    record = _run_config(run_dir)
+    builder_class = get_builder_class(record["agent"])
+    builder = builder_class(config_from_record(builder_class.config_class, record["config"]))
+    networks = builder.make_networks(env_spec)
+    policy = builder.make_policy(networks, evaluation=True)
+    template = networks.init(jax.random.PRNGKey(0), env_spec)
+    template = template[0] if isinstance(template, tuple) else template
+    params = checkpointing.restore_pytree(snapshot.path, template)
+    rng = np.random.default_rng(seed)
+    key = jax.random.PRNGKey(seed)
+
+    @jax.jit
+    def act(params, observation, key):
+        return policy(params, observation, (), key)[0]
+
+    low = np.asarray(env_spec.actions.minimum, np.float32)
+    high = np.asarray(env_spec.actions.maximum, np.float32)
+
+    def select_action(observation):
+        nonlocal key
+        key, step_key = jax.random.split(key)
+        action = np.asarray(act(params, jnp.asarray(observation), step_key))
+        if action_noise > 0:
+            action = action + action_noise * rng.standard_normal(action.shape).astype(np.float32)
+        return np.clip(action, low, high).astype(np.float32)
+
+    return select_action
+
+
+def random_policy(env_spec, seed: int):
+    rng = np.random.default_rng(seed)
+    spec = env_spec.actions
+
+    def select_action(observation):
+        return rng.uniform(spec.minimum, spec.maximum, spec.shape).astype(np.float32)
+
+    return select_action
+
+
+def record_episodes(
+    environment,
+    select_action: Callable[[np.ndarray], np.ndarray],
+    num_episodes: int,
+    metadata: dict[str, Any],
+    progress: Callable[[int], None] | None = None,
+) -> Dataset:
+    """Runs `num_episodes` episodes; true terminals (discount 0) and time-limit truncations are
+    kept apart in `terminals` / `timeouts`."""
+    from antiphon.environments.datasets.recorder import EpisodeAssembler
+
+    assembler = EpisodeAssembler()
+    episodes: list[dict[str, np.ndarray]] = []
+    for episode in range(num_episodes):
+        timestep = environment.reset()
+        assembler.observe_first(environment, timestep)
+        while not timestep.last():
+            action = select_action(np.asarray(timestep.observation, np.float32))
+            timestep = environment.step(action)
+            assembler.observe(environment, timestep, action)
+        episodes.append(assembler.pop_finished())
+        if progress is not None:
+            progress(episode + 1)
+    arrays = {name: np.concatenate([e[name] for e in episodes]) for name in FIELDS}
+    dataset = Dataset(**arrays, metadata=dict(metadata))
+    dataset.metadata["episode_returns"] = [float(r) for r in dataset.episode_returns()]
+    return dataset
+
+
+def parse_policy(text: str) -> tuple[str, str | None, str]:
+    """'random' | 'RUN_DIR[@WHICH]' | 'replay:RUN_DIR[@WHICH]' -> (kind, run_dir, which)."""
+    if text == "random":
+        return "random", None, ""
+    kind = "snapshot"
+    if text.startswith("replay:"):
+        kind, text = "replay", text[len("replay:") :]
+    run_dir, _, which = text.partition("@")
+    which = which or ("medium" if kind == "replay" else "expert")
+    if not os.path.isdir(run_dir):
+        raise CollectError(
+            f"no such run directory: {run_dir} (policy: random | RUN_DIR[@WHICH]"
+            " | replay:RUN_DIR[@WHICH])"
+        )
+    return kind, run_dir, which
+
+
+def collect(
+    environment_name: str,
+    policy: str,
+    num_episodes: int,
+    seed: int = 0,
+    action_repeat: int | None = None,
+    action_noise: float = 0.1,
+    progress: Callable[[int], None] | None = None,
+) -> Dataset:
+    """One dataset from one policy specification (see the module docstring)."""
+    from antiphon.core.types import make_environment_spec
+    from antiphon.environments import make_environment
+
+    kind, run_dir, which = parse_policy(policy)
+    if run_dir is not None:
+        record = _run_config(run_dir)
+        if record.get("env") != environment_name:
+            raise CollectError(
+                f"{run_dir} trained on '{record.get('env')}', not '{environment_name}'"
+            )
+        run_repeat = int(record.get("action_repeat", 1))
+        if action_repeat is not None and action_repeat != run_repeat:
+            raise CollectError(
+                f"{run_dir} trained with action repeat {run_repeat}, not {action_repeat}"
+            )
+        action_repeat = run_repeat
+    action_repeat = action_repeat or 1
+    metadata: dict[str, Any] = {
+        "environment": environment_name,
+        "action_repeat": action_repeat,
+        "seed": seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    if kind == "replay":
+        from antiphon.environments.datasets.recorder import read_recorded_episodes
+
+        snapshot = select_snapshot(run_dir, which)
+        metadata["policy"] = {
+            "kind": "replay",
+            "run_dir": os.path.abspath(run_dir),
+            "until_actor_steps": snapshot.steps,
+            "snapshot_eval_return": snapshot.eval_return,
+            "which": which,
+        }
+        dataset = read_recorded_episodes(run_dir, snapshot.steps, metadata)
+        dataset.metadata["episode_returns"] = [float(r) for r in dataset.episode_returns()]
+        return dataset
+    environment = make_environment(environment_name, seed=seed, action_repeat=action_repeat)
+    env_spec = make_environment_spec(environment)
+    if kind == "random":
+        select_action = random_policy(env_spec, seed)
+        metadata["policy"] = {"kind": "random"}
+    else:
+        snapshot = select_snapshot(run_dir, which)
+        select_action = snapshot_policy(run_dir, snapshot, env_spec, action_noise, seed)
+        metadata["policy"] = {
+            "kind": "snapshot",
+            "run_dir": os.path.abspath(run_dir),
+            "snapshot": os.path.basename(snapshot.path),
+            "snapshot_steps": snapshot.steps,
+            "snapshot_eval_return": snapshot.eval_return,
+            "which": which,
+            "action_noise": action_noise,
+        }
+    try:
+        return record_episodes(environment, select_action, num_episodes, metadata, progress)
+    finally:
+        environment.close()
+
+
+def collect_recipe(
+    environment_name: str,
+    run_dir: str,
+    num_episodes: int,
+    seed: int = 0,
+    action_noise: float = 0.1,
+    names: tuple[str, ...] = RECIPE,
+    progress_factory: Callable[[str, int], Callable[[int], None]] | None = None,
+) -> dict[str, Dataset]:
+    """The D4RL recipe from one online run: {name: Dataset} for `names` (see RECIPE)."""
+    unknown = [n for n in names if n not in RECIPE]
+    if unknown:
+        raise CollectError(f"unknown dataset(s) {unknown} (recipe: {', '.join(RECIPE)})")
+    out: dict[str, Dataset] = {}
+    policies = {
+        "random": "random",
+        "medium": f"{run_dir}@medium",
+        "medium-replay": f"replay:{run_dir}@medium",
+        "expert": f"{run_dir}@expert",
+    }
+    for offset, name in enumerate(n for n in RECIPE if n != "medium-expert"):
+        if name not in names and not (name in ("medium", "expert") and "medium-expert" in names):
+            continue
+        progress = progress_factory(name, num_episodes) if progress_factory else None
+        dataset = collect(
+            environment_name,
+            policies[name],
+            num_episodes,
+            seed=seed * 100 + offset,  # a different start-state stream per dataset
+            action_noise=action_noise,
+            progress=progress,
+        )
+        dataset.metadata["recipe"] = name
+        out[name] = dataset
+    if "medium-expert" in names:
+        medium, expert = out["medium"], out["expert"]
+        metadata = dict(expert.metadata)
+        metadata["recipe"] = "medium-expert"
+        metadata["policy"] = {
+            "kind": "mixture",
+            "parts": [medium.metadata["policy"], expert.metadata["policy"]],
+        }
+        mixed = concatenate([medium, expert], metadata)
+        mixed.metadata["episode_returns"] = [float(r) for r in mixed.episode_returns()]
+        out["medium-expert"] = mixed
+    return {name: out[name] for name in RECIPE if name in names}
+
+
+__all__ = [
+    "CollectError",
+    "DatasetError",
+    "RECIPE",
+    "collect",
+    "collect_recipe",
+    "list_snapshots",
+    "select_snapshot",
+]

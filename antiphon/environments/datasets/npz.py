@@ -1,0 +1,91 @@
+"""NumPy `.npz` files: one array per field plus the metadata as a JSON string.
+
+Keys: `observations`, `actions`, `rewards`, `next_observations`, `terminals`, `timeouts` and
+`metadata` (a 0-d unicode array holding the JSON of `Dataset.metadata`; optional on reading, so
+the recorder's chunk files read too). Files are written compressed and read without pickles.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from antiphon.environments.datasets.core import (
+    FIELDS,
+    Dataset,
+    DatasetError,
+    metadata_from_json,
+    metadata_to_json,
+    validate,
+)
+
+METADATA_KEY = "metadata"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def write_npz(dataset: Dataset, path: str) -> None:
+    """Writes `dataset` to exactly `path` (no `.npz` appended), atomically."""
+    path = str(path)
+    dataset = validate(dataset, source=path)
+    arrays: dict[str, Any] = dataset.arrays()
+    arrays[METADATA_KEY] = np.array(metadata_to_json(dataset.metadata, source=path))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot write the file ({_first_line(error)})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_npz(path: str) -> Dataset:
+    """Reads an `.npz` dataset and validates it."""
+    try:
+        return _read_npz(str(path))
+    except DatasetError:
+        raise
+    except Exception as error:  # anything unforeseen still becomes one line naming the file
+        raise DatasetError(f"{path}: cannot read the file ({_first_line(error)})") from None
+
+
+def _read_npz(path: str) -> Dataset:
+    path = str(path)
+    if not os.path.isfile(path):
+        raise DatasetError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise DatasetError(f"{path}: not an .npz file (no zip archive signature)")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as error:  # not a zip, a pickle, truncated...
+        raise DatasetError(f"{path}: not a readable .npz file ({_first_line(error)})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DatasetError(f"{path}: holds a single array, not an .npz archive of named fields")
+    with archive:
+        arrays: dict[str, np.ndarray] = {}
+        for name in [*FIELDS, METADATA_KEY]:
+            if name not in archive.files:
+                if name == METADATA_KEY:
+                    continue
+                raise DatasetError(f"{path}: field '{name}' is missing")
+            try:
+                arrays[name] = archive[name]
+            except Exception as error:  # pickled object arrays, bad CRCs...
+                raise DatasetError(
+                    f"{path}: field '{name}' cannot be read ({_first_line(error)})"
+                ) from None
+    metadata = {}
+    if METADATA_KEY in arrays:
+        metadata = metadata_from_json(arrays.pop(METADATA_KEY), source=path)
+    return validate(Dataset(**arrays, metadata=metadata), source=path)

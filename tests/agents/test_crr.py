@@ -1,0 +1,269 @@
+"""CRR: filters, advantages, stop-gradient, BC reduction, critic targets, and a learner that
+prefers the better dataset action where BC cannot."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from dm_env import specs
+
+from antiphon.agents import networks as shared
+from antiphon.agents.bc import learning as bc_learning
+from antiphon.agents.bc.config import BCConfig
+from antiphon.agents.bc.networks import make_networks as make_bc_networks
+from antiphon.agents.crr import acting, learning
+from antiphon.agents.crr.builder import CRRBuilder
+from antiphon.agents.crr.config import CRRConfig
+from antiphon.agents.crr.networks import make_networks
+from antiphon.core.types import EnvironmentSpec, Transition
+
+OBS_DIM, ACT_DIM, BATCH = 3, 2, 16
+ENV_SPEC = EnvironmentSpec(
+    observations=specs.Array((OBS_DIM,), np.float32),
+    actions=specs.BoundedArray((ACT_DIM,), np.float32, -1.0, 1.0),
+    rewards=specs.Array((), np.float32),
+    discounts=specs.BoundedArray((), np.float32, 0.0, 1.0),
+)
+SMALL = dict(policy_layer_sizes=(16, 16), critic_layer_sizes=(16, 16), num_target_samples=8)
+
+
+def _batch(key, discount: float = 0.99) -> Transition:
+    keys = jax.random.split(key, 4)
+    return Transition(
+        observation=jax.random.normal(keys[0], (BATCH, OBS_DIM)),
+        action=jax.random.uniform(keys[1], (BATCH, ACT_DIM), minval=-0.9, maxval=0.9),
+        reward=jax.random.uniform(keys[2], (BATCH,)),
+        discount=jnp.full((BATCH,), discount),
+        next_observation=jax.random.normal(keys[3], (BATCH, OBS_DIM)),
+    )
+
+
+# ---- advantage and filters against hand-computed values
+
+
+def test_advantage_mean_and_max_baselines():
+    q_data = jnp.array([1.0, 0.0])
+    q_samples = jnp.array([[0.0, 1.0], [2.0, -3.0], [1.0, 2.0]])  # [m=3, B=2]
+    np.testing.assert_allclose(learning.advantage(q_data, q_samples, "mean"), [0.0, 0.0])
+    np.testing.assert_allclose(learning.advantage(q_data, q_samples, "max"), [-1.0, -2.0])
+    with pytest.raises(ValueError):
+        learning.advantage(q_data, q_samples, "min")
+
+
+def test_exp_binary_and_bc_filters():
+    adv = jnp.array([-1.0, 0.0, 0.5, 3.0, 100.0])
+    exp = learning.crr_weights(adv, "exp", beta=1.0, clip=20.0)
+    np.testing.assert_allclose(exp, [np.exp(-1.0), 1.0, np.exp(0.5), 20.0, 20.0], rtol=1e-6)
+    exp_beta = learning.crr_weights(adv, "exp", beta=2.0, clip=20.0)
+    np.testing.assert_allclose(exp_beta[:4], np.exp(np.array([-1.0, 0.0, 0.5, 3.0]) / 2), 1e-6)
+    assert float(jnp.max(learning.crr_weights(adv * 1e3, "exp", 1.0, 20.0))) <= 20.0
+    assert np.isfinite(np.asarray(learning.crr_weights(jnp.array([1e30]), "exp", 1.0, 20.0))).all()
+    np.testing.assert_array_equal(
+        learning.crr_weights(adv, "binary", 1.0, 20.0), [0.0, 0.0, 1.0, 1.0, 1.0]
+    )
+    np.testing.assert_array_equal(learning.crr_weights(adv, "bc", 1.0, 20.0), np.ones(5))
+
+
+@pytest.mark.parametrize("filter_type", ["exp", "binary", "bc"])
+def test_weights_are_stop_gradiented(filter_type):
+    grad = jax.grad(lambda a: jnp.sum(learning.crr_weights(a, filter_type, 1.0, 20.0)))(
+        jnp.array([-0.3, 0.2, 1.5])
+    )
+    np.testing.assert_array_equal(grad, np.zeros(3))
+
+
+# ---- the actor loss
+
+
+def _params(config, seed=0):
+    networks = make_networks(ENV_SPEC, config)
+    policy_params, critic_params = networks.init(jax.random.PRNGKey(seed), ENV_SPEC)
+    return networks, policy_params, critic_params
+
+
+def test_actor_gradient_is_weighted_likelihood_gradient():
+    """With a frozen critic, grad L_pi == -mean(f * grad log pi(a|s)), f held constant."""
+    config = CRRConfig(**SMALL, filter="exp", beta=0.5)
+    networks, policy_params, critic_params = _params(config)
+    _, policy_loss = learning.make_losses(networks, config)
+    batch, key = _batch(jax.random.PRNGKey(1)), jax.random.PRNGKey(2)
+    (loss, metrics), grads = jax.value_and_grad(policy_loss, has_aux=True)(
+        policy_params, critic_params, batch, key
+    )
+    # Recompute f exactly as the loss does, then differentiate the weighted log-likelihood alone.
+    mean, std = networks.policy_apply(policy_params, batch.observation)
+    samples = shared.tanh_gaussian_sample(mean, std, key, config.num_advantage_samples)
+    q_samples = jax.vmap(lambda a: networks.q_value(critic_params, batch.observation, a))(samples)
+    q_data = networks.q_value(critic_params, batch.observation, batch.action)
+    weights = jnp.minimum(jnp.exp((q_data - q_samples.mean(0)) / 0.5), 20.0)
+
+    def weighted_nll(p):
+        return -jnp.mean(weights * networks.log_prob(p, batch.observation, batch.action))
+
+    expected_loss, expected_grads = jax.value_and_grad(weighted_nll)(policy_params)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-5)
+    for got, want in zip(
+        jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected_grads), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    # And the critic gets no gradient through the actor loss.
+    critic_grads = jax.grad(lambda c: policy_loss(policy_params, c, batch, key)[0])(critic_params)
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree_util.tree_leaves(critic_grads))
+    assert float(metrics["weight_max"]) <= 20.0
+
+
+def test_bc_filter_is_exactly_behaviour_cloning():
+    config = CRRConfig(**SMALL, filter="bc")
+    networks, policy_params, critic_params = _params(config)
+    _, crr_policy_loss = learning.make_losses(networks, config)
+    bc_networks = make_bc_networks(ENV_SPEC, BCConfig(policy_layer_sizes=(16, 16)))
+    bc_loss = bc_learning.make_loss(bc_networks)
+    batch, key = _batch(jax.random.PRNGKey(3)), jax.random.PRNGKey(4)
+    # The same policy network (same parameter tree), evaluated at the same parameters.
+    bc_params = bc_networks.init(jax.random.PRNGKey(0), ENV_SPEC)
+    assert jax.tree_util.tree_structure(bc_params) == jax.tree_util.tree_structure(policy_params)
+    crr_value, crr_grads = jax.value_and_grad(
+        lambda p: crr_policy_loss(p, critic_params, batch, key)[0]
+    )(policy_params)
+    bc_value, bc_grads = jax.value_and_grad(lambda p: bc_loss(p, batch)[0])(policy_params)
+    assert float(crr_value) == float(bc_value)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, crr_grads, bc_grads)
+
+
+def test_binary_filter_with_a_critic_preferring_dataset_actions_is_bc():
+    """If Q(s, a_data) beats every sampled action, binary weights are all 1: the BC loss."""
+    config = CRRConfig(**SMALL, filter="binary", baseline="max")
+    networks, policy_params, _ = _params(config)
+    batch = _batch(jax.random.PRNGKey(5))
+
+    class PrefersData:  # Q = -|a - a_data|: the dataset action is the unique maximiser
+        critic_type = "scalar"
+
+        @staticmethod
+        def q_value(critic_params, observation, action):
+            return -jnp.sum(jnp.abs(action - batch.action), -1)
+
+        policy_apply = staticmethod(networks.policy_apply)
+
+    frozen = dataclasses.replace(
+        networks, critic_apply=lambda p, o, a: -jnp.sum(jnp.abs(a - batch.action), -1)
+    )
+    _, policy_loss = learning.make_losses(frozen, config)
+    loss, metrics = policy_loss(policy_params, None, batch, jax.random.PRNGKey(6))
+    assert float(metrics["weight_mean"]) == 1.0
+    bc = -jnp.mean(networks.log_prob(policy_params, batch.observation, batch.action))
+    np.testing.assert_allclose(loss, bc, rtol=1e-6)
+    del PrefersData
+
+
+# ---- the critic
+
+
+def test_scalar_critic_loss_matches_hand_computed_target():
+    config = CRRConfig(**SMALL, critic_type="scalar")
+    networks, policy_params, critic_params = _params(config)
+    critic_loss, _ = learning.make_losses(networks, config)
+    batch, key = _batch(jax.random.PRNGKey(7)), jax.random.PRNGKey(8)
+    loss, _ = critic_loss(critic_params, policy_params, critic_params, batch, key)
+    action_key, _ = jax.random.split(key)
+    mean, std = networks.policy_apply(policy_params, batch.next_observation)
+    next_action = shared.tanh_gaussian_sample(mean, std, action_key, 1)[0]
+    target = batch.reward + batch.discount * networks.q_value(
+        critic_params, batch.next_observation, next_action
+    )
+    q = networks.q_value(critic_params, batch.observation, batch.action)
+    np.testing.assert_allclose(loss, np.mean(0.5 * (q - target) ** 2), rtol=1e-5)
+
+
+def test_c51_critic_at_terminal_transitions_targets_the_reward_atom():
+    """discount 0: the projected target is all mass on the atoms around r, whatever Z_target."""
+    config = CRRConfig(**SMALL, critic_type="c51", v_min=0.0, v_max=10.0, num_atoms=11)
+    networks, policy_params, critic_params = _params(config)
+    critic_loss, _ = learning.make_losses(networks, config)
+    batch = _batch(jax.random.PRNGKey(9), discount=0.0)._replace(reward=jnp.full((BATCH,), 3.0))
+    loss, _ = critic_loss(critic_params, policy_params, critic_params, batch, jax.random.PRNGKey(0))
+    logits = networks.critic_apply(critic_params, batch.observation, batch.action)
+    expected = -jnp.mean(jax.nn.log_softmax(logits)[:, 3])  # atom 3 holds exactly 3.0
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("critic_type", ["scalar", "c51", "mog"])
+def test_every_critic_type_trains_through_the_builder(critic_type):
+    config = CRRConfig(
+        **SMALL, critic_type=critic_type, v_min=-5, v_max=5, sgd_steps_per_call=4, batch_size=8
+    )
+    builder = CRRBuilder(config)
+    data = _batch(jax.random.PRNGKey(11))
+    learner = builder.make_learner(
+        builder.make_networks(ENV_SPEC), data, ENV_SPEC, jax.random.PRNGKey(0)
+    )
+    metrics = [learner.step() for _ in range(3)]
+    assert learner.sgd_steps == 12
+    del metrics
+    [policy] = learner.get_variables(["policy"])
+    assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(policy))
+
+
+# ---- behaviour: CRR prefers the better action where BC averages
+
+
+def _bandit_dataset(n: int = 512) -> Transition:
+    """One state, two dataset actions: +0.5 pays 1, -0.5 pays 0; every step is terminal."""
+    good = np.arange(n) % 2 == 0
+    action = np.where(good[:, None], 0.5, -0.5).astype(np.float32) * np.ones(
+        (n, ACT_DIM), np.float32
+    )
+    return jax.device_put(
+        Transition(
+            observation=np.ones((n, OBS_DIM), np.float32),
+            action=action,
+            reward=good.astype(np.float32),
+            discount=np.zeros(n, np.float32),
+            next_observation=np.ones((n, OBS_DIM), np.float32),
+        )
+    )
+
+
+def _greedy_action(builder, learner):
+    networks = builder.make_networks(ENV_SPEC)
+    policy = builder.make_policy(networks, evaluation=True)
+    params = learner.get_variables(["policy"])[0]
+    return np.asarray(policy(params, jnp.ones(OBS_DIM), (), jax.random.PRNGKey(0))[0])
+
+
+@pytest.mark.parametrize("filter_type", ["exp", "binary"])
+def test_crr_copies_the_better_action_where_bc_averages(filter_type):
+    common = dict(
+        **SMALL,
+        batch_size=64,
+        sgd_steps_per_call=50,
+        policy_learning_rate=3e-3,
+        critic_learning_rate=3e-3,
+    )
+    data = _bandit_dataset()
+    actions = {}
+    for name in (filter_type, "bc"):
+        builder = CRRBuilder(CRRConfig(**common, filter=name, beta=0.1))
+        learner = builder.make_learner(
+            builder.make_networks(ENV_SPEC), data, ENV_SPEC, jax.random.PRNGKey(0)
+        )
+        learner.run(1500)
+        actions[name] = _greedy_action(builder, learner)
+    assert np.all(actions[filter_type] > 0.3), actions  # the paying action (+0.5)
+    assert np.all(np.abs(actions["bc"]) < 0.2), actions  # BC's mode sits between the two
+
+
+def test_critic_weighted_policy_picks_the_higher_q_sample():
+    config = CRRConfig(**SMALL, critic_weighted_policy=True, cwp_samples=64, cwp_temperature=1e-3)
+    networks, policy_params, _ = _params(config)
+    frozen = dataclasses.replace(networks, critic_apply=lambda p, o, a: a[..., 0])  # Q = a_0
+    policy = acting.make_policy(frozen, config, evaluation=True)
+    action, _ = policy([policy_params, None], jnp.zeros(OBS_DIM), (), jax.random.PRNGKey(0))
+    mean, std = networks.policy_apply(policy_params, jnp.zeros((1, OBS_DIM)))
+    samples = shared.tanh_gaussian_sample(
+        mean[0], std[0], jax.random.split(jax.random.PRNGKey(0))[0], 64
+    )
+    np.testing.assert_allclose(action[0], samples[:, 0].max(), rtol=1e-6)
+    assert acting.variable_names(config) == ["policy", "critic"]
