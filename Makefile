@@ -1,12 +1,14 @@
-# antiphon: setup / demo / test / test-all / bench / lint. Every target builds .venv first.
+# antiphon: setup / demo / test / test-all / bench / bench-setup / lint. Every target builds .venv
+# first.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
 # TF must never see a GPU; JAX keeps its own device choice (CPU here, GPU with the `gpu` extra).
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test test-all bench bench-setup lint clean
 
 setup: $(STAMP)
 
@@ -40,6 +42,18 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_quick
+
+# The `bench` extra into .venv: CPU torch and d3rlpy 2.8.1 for benchmarks/d3rlpy_side.py
+# (`make test` never installs them). d3rlpy goes in with --no-deps: its metadata pins
+# gymnasium==1.0.0 against our 1.4.0; its other dependencies are the extra itself, and its own
+# runtime check asks only for gymnasium >= 1.0.0.
+bench-setup: $(BENCH_STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	$(PY) -m pip install --quiet -c constraints.txt --no-deps "d3rlpy==2.8.1"
+	$(PY) -c 'import d3rlpy, torch; print("d3rlpy", d3rlpy.__version__, "torch", torch.__version__)'
+	touch $(BENCH_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check antiphon tests benchmarks

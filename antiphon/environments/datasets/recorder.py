@@ -111,7 +111,8 @@ class EpisodeRecorder(EpisodeAssembler):
         arrays["episode_lengths"] = np.array([len(e["rewards"]) for e in self._pending], np.int64)
         arrays["episode_actor_steps"] = np.array([e["actor_steps"] for e in self._pending])
         path = os.path.join(self._directory, f"chunk-{self._next_chunk:06d}.npz")
-        tmp = path + ".tmp.npz"
+        # Not matching chunk-*.npz, so a crash mid-write never leaves a half file readers see.
+        tmp = os.path.join(self._directory, f".writing-{self._next_chunk:06d}.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
         self._next_chunk += 1
