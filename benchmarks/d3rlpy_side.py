@@ -192,7 +192,13 @@ def algo_settings(
         return algos.IQLConfig, {**actor_critic, "value_encoder_factory": encoder()}
     if method == "cql":
         return algos.CQLConfig, actor_critic
-    return algos.BCConfig, {"encoder_factory": encoder(), "batch_size": batch_size}
+    # A Gaussian policy trained by likelihood, like antiphon's BC (d3rlpy's default is a
+    # deterministic policy with a squared-error loss).
+    return algos.BCConfig, {
+        "encoder_factory": encoder(),
+        "batch_size": batch_size,
+        "policy_type": "stochastic",
+    }
 
 
 def make_d3rlpy_algo(

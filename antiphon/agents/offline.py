@@ -96,6 +96,7 @@ class OfflineLearner:
         self._last_log = 0.0
         update = make_multi_step_update(sgd_step, batch_size, steps_per_call)
         donate = (0,) if jax.default_backend() != "cpu" else ()  # CPU ignores donation (warns)
+        self._sgd_step = sgd_step  # the pure step, for benchmarks (the floor) and tests
         self._update = jax.jit(update, donate_argnums=donate)
         self._lock = threading.Lock()  # guards _state against concurrent get_variables/save
         self._version = 0

@@ -1,0 +1,426 @@
+"""Offline learners side by side with d3rlpy: gradient steps/s and final returns.
+
+  speed  interleaved A/B timing (ours, d3rlpy) of CRR, TD3+BC and BC on one dataset, each run a
+         fresh subprocess with the same thread count; plus our learner's floor (the same
+         jitted SGD step on a fixed device batch, one step per call). Writes JSON + markdown.
+  learn  trains ours (`antiphon train --agent M --dataset F`) and d3rlpy's methods on the same
+         files, same networks (256, 256), batch 256, same gradient steps; one process per run.
+  report the learning table: final evaluation return per method and dataset (mean, 95 %
+         bootstrap interval over seeds) next to the behaviour data's mean return.
+
+  python -m benchmarks.offline_side_by_side speed --dataset datasets/walker-walk/medium.hdf5
+  python -m benchmarks.offline_side_by_side learn --datasets F1 F2 --methods crr bc \
+      --seeds 0 1 2 --steps 20000 --side ours
+  python -m benchmarks.offline_side_by_side report --root runs/offline
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from benchmarks import common
+
+OURS_OPTIONS = {
+    # Equal settings to d3rlpy's side where the method has them (d3rlpy_side.algo_settings):
+    # (256, 256) MLPs, batch 256, Adam 3e-4 (d3rlpy's CRR and TD3+BC rate).
+    "crr": ["--policy-learning-rate", "3e-4", "--critic-learning-rate", "3e-4"],
+    "td3_bc": [],
+    "bc": ["--learning-rate", "3e-4"],
+}
+
+
+def _thread_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["MKL_NUM_THREADS"] = str(threads)
+    if threads == 1:
+        env["XLA_FLAGS"] = (
+            env.get("XLA_FLAGS", "")
+            + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        ).strip()
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+# ------------------------------------------------------------------------------------------------
+# Our learner's speed (run in a subprocess by `speed`)
+
+
+def _builder(method: str, env_spec):
+    from antiphon.agents.registry import get_builder_class
+    from antiphon.launch.cli import UsageError, _train_parser, config_from_args
+
+    builder_class = get_builder_class(method)
+    parser = _train_parser(builder_class.config_class)
+    args = parser.parse_args(["--agent", method, "--env", "x", *OURS_OPTIONS[method]])
+    try:
+        config = config_from_args(args, builder_class.config_class)
+    except UsageError as e:
+        raise SystemExit(str(e)) from None
+    return builder_class(config)
+
+
+def ours_speed(method: str, dataset_path: str, steps: int) -> dict[str, Any]:
+    import jax
+
+    from antiphon.agents.offline import device_transitions, sample_batch
+    from antiphon.core.types import make_environment_spec
+    from antiphon.environments import make_environment
+    from antiphon.environments.datasets import load_dataset
+
+    dataset = load_dataset(dataset_path)
+    environment = make_environment(
+        dataset.metadata["environment"], action_repeat=dataset.metadata.get("action_repeat", 1)
+    )
+    env_spec = make_environment_spec(environment)
+    builder = _builder(method, env_spec)
+    networks = builder.make_networks(env_spec)
+    data = device_transitions(dataset, builder.config.discount)
+    learner = builder.make_learner(networks, data, env_spec, jax.random.PRNGKey(0))
+    learner.step()
+    learner.block_until_ready()
+    start = time.perf_counter()
+    learner.run(steps)
+    learner.block_until_ready()
+    ours = learner.sgd_steps - learner.steps_per_call
+    ours_rate = ours / (time.perf_counter() - start)
+
+    # The floor: the same pure SGD step, one per jitted call, on a batch already on the device.
+    sgd_step = jax.jit(learner._sgd_step)  # noqa: SLF001 - the learner's own step function
+    batch = sample_batch(data, jax.random.PRNGKey(1), builder.config.batch_size)
+    state = learner.state
+    state, _ = sgd_step(state, batch)
+    jax.block_until_ready(state)
+    floor_steps = max(steps // 2, 50)
+    start = time.perf_counter()
+    for _ in range(floor_steps):
+        state, _ = sgd_step(state, batch)
+    jax.block_until_ready(state)
+    floor_rate = floor_steps / (time.perf_counter() - start)
+    return {
+        "method": method,
+        "steps_per_second": ours_rate,
+        "floor_steps_per_second": floor_rate,
+        "efficiency": ours_rate / floor_rate,
+        "steps_per_call": learner.steps_per_call,
+        "measured_steps": ours,
+    }
+
+
+def _run_json(command: list[str], threads: int) -> dict[str, Any]:
+    """Runs a benchmark subprocess; its result is the JSON it writes to `--out`, or failing
+    that the last line of its stdout."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = os.path.join(tmp, "result.json")
+        if "benchmarks.d3rlpy_side" in command:
+            command = [*command, "--out", out_path]
+        out = subprocess.run(
+            command, env=_thread_env(threads), capture_output=True, text=True, check=False
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{out.stderr[-3000:]}")
+        if os.path.exists(out_path):
+            with open(out_path) as f:
+                return json.load(f)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def speed(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {"dataset": args.dataset, "threads": args.threads, "methods": {}}
+    for method in args.methods:
+        ours_runs, theirs_runs = [], []
+        for repeat in range(args.repeats):
+            ours_runs.append(
+                _run_json(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.offline_side_by_side",
+                        "ours-speed",
+                        "--method",
+                        method,
+                        "--dataset",
+                        args.dataset,
+                        "--steps",
+                        str(args.steps),
+                    ],
+                    args.threads,
+                )
+            )
+            theirs_runs.append(
+                _run_json(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.d3rlpy_side",
+                        "--method",
+                        method,
+                        "--dataset",
+                        args.dataset,
+                        "--steps",
+                        str(args.d3rlpy_steps),
+                        "--seed",
+                        str(repeat),
+                        "--eval-episodes",
+                        "0",
+                        "--threads",
+                        str(args.threads),
+                    ],
+                    args.threads,
+                )
+            )
+            print(
+                f"{method} repeat {repeat}: ours {ours_runs[-1]['steps_per_second']:.0f} steps/s "
+                f"(floor {ours_runs[-1]['floor_steps_per_second']:.0f}), d3rlpy "
+                f"{theirs_runs[-1]['steps_per_second']:.0f} steps/s",
+                file=sys.stderr,
+            )
+        ratios = [
+            o["steps_per_second"] / t["steps_per_second"]
+            for o, t in zip(ours_runs, theirs_runs, strict=True)
+        ]
+        results["methods"][method] = {
+            "ours_steps_per_second": common.spread([o["steps_per_second"] for o in ours_runs]),
+            "floor_steps_per_second": common.spread(
+                [o["floor_steps_per_second"] for o in ours_runs]
+            ),
+            "efficiency": common.spread([o["efficiency"] for o in ours_runs]),
+            "d3rlpy_steps_per_second": common.spread([t["steps_per_second"] for t in theirs_runs]),
+            "d3rlpy_sample_fraction": common.spread(
+                [t.get("sample_fraction") or 0.0 for t in theirs_runs]
+            ),
+            "ratio": common.spread(ratios),
+            "ours_runs": ours_runs,
+            "d3rlpy_runs": [
+                {k: v for k, v in t.items() if k not in ("config",)} for t in theirs_runs
+            ],
+        }
+    return results
+
+
+def speed_table(results: dict[str, Any]) -> str:
+    targets = {"crr": ">= 2", "td3_bc": ">= 2", "bc": ">= 4"}
+    rows = []
+    for method, r in results["methods"].items():
+        rows.append(
+            [
+                method,
+                f"{r['ours_steps_per_second']['median']:.0f}",
+                f"{r['d3rlpy_steps_per_second']['median']:.0f}",
+                f"{r['ratio']['median']:.2f} ({r['ratio']['min']:.2f}-{r['ratio']['max']:.2f})",
+                targets[method],
+                common.meets(r["ratio"]["median"], targets[method]),
+                f"{r['efficiency']['median']:.2f}",
+                common.meets(r["efficiency"]["median"], ">= 0.6"),
+            ]
+        )
+    return common.markdown_table(
+        [
+            "method",
+            "ours steps/s",
+            "d3rlpy steps/s",
+            "ratio (min-max)",
+            "target",
+            "met",
+            "ours / floor",
+            "met",
+        ],
+        rows,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Learning runs
+
+
+def _run_name(side: str, method: str, dataset: str, seed: int) -> str:
+    task = os.path.basename(os.path.dirname(os.path.abspath(dataset)))
+    name = os.path.splitext(os.path.basename(dataset))[0]
+    return f"{task}-{name}-{side}-{method}-s{seed}"
+
+
+def learn(args: argparse.Namespace) -> None:
+    os.makedirs(args.root, exist_ok=True)
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            for method in args.methods:
+                name = _run_name(args.side, method, dataset, seed)
+                result_path = os.path.join(args.root, name + ".json")
+                if os.path.exists(result_path):
+                    continue
+                started = time.time()
+                if args.side == "ours":
+                    run_dir = os.path.join(args.root, name)
+                    command = [
+                        os.path.join(os.path.dirname(sys.executable), "antiphon"),
+                        "train",
+                        "--agent",
+                        method,
+                        "--dataset",
+                        dataset,
+                        "--steps",
+                        str(args.steps),
+                        "--seed",
+                        str(seed),
+                        "--run-dir",
+                        run_dir,
+                        "--overwrite",
+                        "--eval-every",
+                        str(args.steps),
+                        "--eval-episodes",
+                        str(args.eval_episodes),
+                        "--no-progress",
+                        *OURS_OPTIONS[method],
+                    ]
+                    out = subprocess.run(
+                        command,
+                        env=_thread_env(args.threads),
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                    )
+                    if out.returncode != 0:
+                        raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
+                    with open(os.path.join(run_dir, "logs", "evaluator.csv")) as f:
+                        last = f.read().strip().splitlines()[-1].split(",")
+                    result = {"eval_return_mean": float(last[2])}
+                else:
+                    result = _run_json(
+                        [
+                            sys.executable,
+                            "-m",
+                            "benchmarks.d3rlpy_side",
+                            "--method",
+                            method,
+                            "--dataset",
+                            dataset,
+                            "--steps",
+                            str(args.steps),
+                            "--seed",
+                            str(seed),
+                            "--eval-episodes",
+                            str(args.eval_episodes),
+                            "--threads",
+                            str(args.threads),
+                        ],
+                        args.threads,
+                    )
+                    result = {k: v for k, v in result.items() if k != "config"}
+                result.update(
+                    side=args.side,
+                    method=method,
+                    dataset=dataset,
+                    seed=seed,
+                    steps=args.steps,
+                    wall_seconds=time.time() - started,
+                )
+                with open(result_path, "w") as f:
+                    json.dump(result, f, indent=1, default=float)
+                print(
+                    f"{name}: return {result['eval_return_mean']:.1f} "
+                    f"({result['wall_seconds']:.0f} s)",
+                    file=sys.stderr,
+                )
+
+
+def _bootstrap_ci(values: list[float]) -> tuple[float, float]:
+    rng = np.random.default_rng(0)
+    if len(values) < 2:
+        return values[0], values[0]
+    samples = rng.choice(values, size=(10_000, len(values))).mean(axis=1)
+    return float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
+
+
+def report(args: argparse.Namespace) -> str:
+    from antiphon.environments.datasets import load_dataset
+
+    rows: dict[tuple[str, str, str], list[float]] = {}
+    for path in sorted(glob.glob(os.path.join(args.root, "*.json"))):
+        with open(path) as f:
+            r = json.load(f)
+        key = (r["dataset"], r["side"], r["method"])
+        rows.setdefault(key, []).append(float(r["eval_return_mean"]))
+    datasets = sorted({k[0] for k in rows})
+    table = []
+    for dataset in datasets:
+        behaviour = load_dataset(dataset).summary()["return_mean"]
+        label = os.path.relpath(dataset)
+        table.append([label, "behaviour data", "-", f"{behaviour:.1f}", "-"])
+        for (d, side, method), values in sorted(rows.items()):
+            if d != dataset:
+                continue
+            lo, hi = _bootstrap_ci(values)
+            table.append(
+                [
+                    label,
+                    f"{'antiphon' if side == 'ours' else 'd3rlpy'} {method}",
+                    str(len(values)),
+                    f"{np.mean(values):.1f} [{lo:.1f}, {hi:.1f}]",
+                    ", ".join(f"{v:.0f}" for v in values),
+                ]
+            )
+    return common.markdown_table(
+        ["dataset", "method", "seeds", "final eval return, mean [95 % CI]", "per seed"], table
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("speed")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--methods", nargs="+", default=["crr", "td3_bc", "bc"])
+    s.add_argument("--steps", type=int, default=2000)
+    s.add_argument("--d3rlpy-steps", type=int, default=600)
+    s.add_argument("--repeats", type=int, default=5)
+    s.add_argument("--threads", type=int, default=1)
+    o = sub.add_parser("ours-speed")
+    o.add_argument("--method", required=True)
+    o.add_argument("--dataset", required=True)
+    o.add_argument("--steps", type=int, default=2000)
+    learn_p = sub.add_parser("learn")
+    learn_p.add_argument("--datasets", nargs="+", required=True)
+    learn_p.add_argument("--methods", nargs="+", default=["crr", "bc"])
+    learn_p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    learn_p.add_argument("--steps", type=int, default=20_000)
+    learn_p.add_argument("--eval-episodes", type=int, default=10)
+    learn_p.add_argument("--side", choices=["ours", "d3rlpy"], default="ours")
+    learn_p.add_argument("--root", default="runs/offline")
+    learn_p.add_argument("--threads", type=int, default=1)
+    r = sub.add_parser("report")
+    r.add_argument("--root", default="runs/offline")
+    r.add_argument("--name", default="offline_learning")
+    args = p.parse_args(argv)
+    if args.command == "ours-speed":
+        print(json.dumps(ours_speed(args.method, args.dataset, args.steps)))
+        return 0
+    if args.command == "speed":
+        results = speed(args)
+        results["machine"] = common.machine()
+        results["table"] = speed_table(results)
+        path = common.write_json(results, "offline_speed")
+        print(results["table"])
+        print(f"-> {path}", file=sys.stderr)
+        return 0
+    if args.command == "learn":
+        learn(args)
+        return 0
+    table = report(args)
+    common.write_json({"table": table, "root": args.root}, args.name)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
