@@ -71,7 +71,8 @@ def select_snapshot(run_dir: str, which: str = "expert") -> Snapshot:
     if which == "latest":
         return snapshots[-1]
     if which == "medium":
-        before = [s for s in snapshots if s.steps <= best.steps]
+        # A trained policy: the untrained snapshot at step 0 is never "medium".
+        before = [s for s in snapshots if s.steps <= best.steps and s.steps > 0] or [best]
         return min(before, key=lambda s: (abs(s.eval_return - best.eval_return / 2), s.steps))
     if which.startswith("step="):
         step = int(which[len("step=") :])
@@ -275,6 +276,8 @@ def collect_recipe(
     if unknown:
         raise CollectError(f"unknown dataset(s) {unknown} (recipe: {', '.join(RECIPE)})")
     out: dict[str, Dataset] = {}
+    # Every dataset, random included, sees the environment the run trained on.
+    action_repeat = int(_run_config(run_dir).get("action_repeat", 1))
     policies = {
         "random": "random",
         "medium": f"{run_dir}@medium",
@@ -290,6 +293,7 @@ def collect_recipe(
             policies[name],
             num_episodes,
             seed=seed * 100 + offset,  # a different start-state stream per dataset
+            action_repeat=action_repeat,
             action_noise=action_noise,
             progress=progress,
         )

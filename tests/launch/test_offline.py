@@ -1,0 +1,203 @@
+"""The offline path end to end: an online run records episodes and policy snapshots, `antiphon
+collect` makes the D4RL recipe's five datasets from it (the small CI dataset), each round-trips
+through RLDS and HDF5 with identical arrays, and `antiphon train --dataset` trains and evaluates
+an offline agent; bad datasets are refused with one line and exit status 2."""
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from antiphon.environments.datasets import Dataset, load_dataset, save_dataset
+from antiphon.environments.datasets.collect import RECIPE, list_snapshots
+from antiphon.launch import cli
+
+ENV = "dmc:cartpole-swingup"
+
+
+@pytest.fixture(scope="module")
+def online_run(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("online") / "run")
+    code = cli.main(
+        ["train", "--agent", "d4pg", "--env", ENV, "--steps", "3000", "--action-repeat", "2",
+         "--eval-every", "1000", "--eval-episodes", "1", "--record-episodes",
+         "--min-replay-size", "200", "--run-dir", run_dir, "--no-progress"]
+    )  # fmt: skip
+    assert code == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def recipe(online_run, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("datasets"))
+    code = cli.main(
+        ["collect", "--env", ENV, "--recipe", online_run, "--episodes", "2", "--out", out,
+         "--no-progress"]
+    )  # fmt: skip
+    assert code == 0
+    return {name: os.path.join(out, name + ".hdf5") for name in RECIPE}
+
+
+def test_collect_makes_the_five_recipe_datasets(online_run, recipe):
+    datasets = {name: load_dataset(path) for name, path in recipe.items()}
+    snapshots = {s.steps: s for s in list_snapshots(online_run)}
+    assert sorted(snapshots) == [0, 1000, 2000, 3000]
+    for name, dataset in datasets.items():
+        meta = dataset.metadata
+        assert meta["environment"] == ENV and meta["action_repeat"] == 2 and meta["recipe"] == name
+        # dm_control tasks end by the time limit only: timeouts, never terminals.
+        assert dataset.terminals.sum() == 0
+        assert dataset.timeouts.sum() == dataset.num_episodes > 0
+        np.testing.assert_allclose(meta["episode_returns"], dataset.episode_returns(), rtol=1e-6)
+    assert datasets["random"].metadata["policy"]["kind"] == "random"
+    expert = datasets["expert"].metadata["policy"]
+    assert expert["snapshot_eval_return"] == max(s.eval_return for s in snapshots.values())
+    medium = datasets["medium"].metadata["policy"]
+    assert medium["snapshot_steps"] > 0  # never the untrained policy
+    replay = datasets["medium-replay"].metadata["policy"]
+    assert replay["kind"] == "replay" and replay["until_actor_steps"] == medium["snapshot_steps"]
+    # The replay holds every actor episode up to that step: 500 agent steps per episode.
+    assert len(datasets["medium-replay"]) == 500 * (medium["snapshot_steps"] // 1000)
+    assert datasets["medium"].num_episodes == datasets["expert"].num_episodes == 2
+    mixed = datasets["medium-expert"]
+    np.testing.assert_array_equal(
+        mixed.observations,
+        np.concatenate([datasets["medium"].observations, datasets["expert"].observations]),
+    )
+
+
+@pytest.mark.parametrize("name", RECIPE)
+def test_recipe_datasets_round_trip_through_rlds_and_hdf5(recipe, name, tmp_path):
+    original = load_dataset(recipe[name])
+    save_dataset(original, str(tmp_path / "rlds"), "rlds")
+    save_dataset(original, str(tmp_path / "copy.hdf5"), "hdf5")
+    for path in (tmp_path / "rlds", tmp_path / "copy.hdf5"):
+        copy = load_dataset(str(path))
+        for field, array in original.arrays().items():
+            np.testing.assert_array_equal(getattr(copy, field), array, err_msg=f"{path} {field}")
+            assert getattr(copy, field).dtype == array.dtype
+        assert copy.metadata == original.metadata
+
+
+def test_offline_training_from_a_dataset(recipe, tmp_path):
+    run_dir = str(tmp_path / "crr")
+    code = cli.main(
+        ["train", "--agent", "crr", "--dataset", recipe["medium"], "--steps", "64",
+         "--sgd-steps-per-call", "8", "--batch-size", "32", "--eval-every", "32",
+         "--eval-episodes", "1", "--run-dir", run_dir, "--no-progress"]
+    )  # fmt: skip
+    assert code == 0
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    # Environment and action repeat come from the dataset's metadata.
+    assert config["env"] == ENV and config["action_repeat"] == 2
+    assert config["dataset_summary"]["episodes"] == 2
+    with open(os.path.join(run_dir, "logs", "evaluator.csv")) as f:
+        rows = f.read().strip().splitlines()
+    header = rows[0].split(",")
+    last = dict(zip(header, rows[-1].split(","), strict=True))
+    assert int(float(last["learner_steps"])) == 64 and np.isfinite(float(last["eval_return_mean"]))
+    assert os.listdir(os.path.join(run_dir, "checkpoints", "learner"))
+    assert any(n.endswith(".msgpack") for n in os.listdir(os.path.join(run_dir, "snapshots")))
+
+
+# ---- bad input: one line, exit 2, no run directory
+
+
+def _refused(argv, capsys, run_dir, expected):
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert expected in err, err
+    assert not os.path.exists(run_dir)
+
+
+def _write_bad_hdf5(path, **changes):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "observations": rng.normal(size=(10, 5)).astype(np.float32),
+        "actions": rng.uniform(-1, 1, size=(10, 1)).astype(np.float32),
+        "rewards": rng.uniform(size=10).astype(np.float32),
+        "next_observations": rng.normal(size=(10, 5)).astype(np.float32),
+        "terminals": np.zeros(10, bool),
+        "timeouts": np.arange(10) == 9,
+    }
+    arrays.update(changes)
+    with h5py.File(path, "w") as f:
+        for key, value in arrays.items():
+            if value is not None:
+                f.create_dataset(key, data=value)
+        f.attrs["metadata"] = json.dumps({"environment": ENV, "action_repeat": 1})
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"rewards": None}, "'rewards'"),
+        ({"rewards": np.full(10, np.nan, np.float32)}, "'rewards'"),
+        ({"actions": np.zeros((9, 1), np.float32)}, "'actions'"),
+        ({"actions": np.array(["a"] * 10).reshape(10, 1).astype("S1")}, "'actions'"),
+        ({"timeouts": np.zeros(10, bool)}, "never ends"),
+        # The right fields, the wrong environment: cartpole observes 5 numbers, not 7.
+        (
+            {
+                "observations": np.zeros((10, 7), np.float32),
+                "next_observations": np.zeros((10, 7), np.float32),
+            },
+            "'observations'",
+        ),  # fmt: skip
+        ({"actions": np.full((10, 1), 3.0, np.float32)}, "action bounds"),
+    ],
+)
+def test_offline_train_refuses_malformed_datasets(tmp_path, capsys, changes, expected):
+    path = str(tmp_path / "bad.hdf5")
+    _write_bad_hdf5(path, **changes)
+    run_dir = str(tmp_path / "run")
+    argv = ["train", "--agent", "crr", "--dataset", path, "--run-dir", run_dir, "--no-progress"]
+    _refused(argv, capsys, run_dir, expected)
+
+
+def test_offline_train_refuses_mismatched_or_missing_inputs(tmp_path, capsys):
+    path = str(tmp_path / "ok.hdf5")
+    _write_bad_hdf5(path)
+    run_dir = str(tmp_path / "run")
+    base = ["train", "--run-dir", run_dir, "--no-progress"]
+    _refused([*base, "--agent", "crr", "--dataset", path, "--env", "dmc:walker-walk"], capsys,
+             run_dir, "field 'metadata.environment' is 'dmc:cartpole-swingup'")  # fmt: skip
+    _refused([*base, "--agent", "crr", "--dataset", path, "--action-repeat", "2"], capsys,
+             run_dir, "field 'metadata.action_repeat' is 1")  # fmt: skip
+    _refused([*base, "--agent", "crr", "--dataset", str(tmp_path / "nope.hdf5")], capsys,
+             run_dir, "no such dataset")  # fmt: skip
+    _refused([*base, "--agent", "crr", "--env", ENV], capsys, run_dir, "give --dataset")
+    _refused([*base, "--agent", "d4pg", "--env", ENV, "--dataset", path], capsys, run_dir,
+             "--dataset is for offline agents")  # fmt: skip
+    (tmp_path / "notes.txt").write_text("not a dataset")
+    _refused([*base, "--agent", "bc", "--dataset", str(tmp_path / "notes.txt")], capsys,
+             run_dir, "notes.txt")  # fmt: skip
+
+
+def test_collect_refuses_bad_input(tmp_path, capsys):
+    out = str(tmp_path / "d.hdf5")
+    for argv, expected in [
+        (["--env", ENV, "--out", out], "exactly one of --policy and --recipe"),
+        (["--env", ENV, "--policy", "runs/none", "--out", out], "no such run directory"),
+        (["--env", "dmc:nosuch-task", "--policy", "random", "--out", out], "unknown environment"),
+        (["--env", ENV, "--policy", "random", "--episodes", "0", "--out", out], "--episodes"),
+    ]:
+        code = cli.main(["collect", *argv])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and expected in err, err
+    assert not os.path.exists(out)
+
+
+def test_collect_random_policy_to_every_format(tmp_path):
+    for fmt, name in (("hdf5", "r.hdf5"), ("npz", "r.npz"), ("rlds", "r_rlds")):
+        path = str(tmp_path / name)
+        assert cli.main(["collect", "--env", ENV, "--policy", "random", "--episodes", "1",
+                         "--out", path, "--format", fmt, "--no-progress"]) == 0  # fmt: skip
+        dataset = load_dataset(path)
+        assert isinstance(dataset, Dataset) and len(dataset) == 1000
+        assert dataset.metadata["policy"] == {"kind": "random"}
