@@ -13,7 +13,9 @@ import difflib
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 import types
 import typing
@@ -465,6 +467,7 @@ def train(argv: list[str]) -> int:
         f"{what} -> {run_dir}",
         file=sys.stderr,
     )
+    _stop_on_signals()
     started = time.time()
     launched = None
     interrupted = False
@@ -521,6 +524,34 @@ def train(argv: list[str]) -> int:
     return 130 if interrupted else 0
 
 
+_signalled = threading.Event()
+
+
+def _raise_interrupt(signum, frame):
+    # Python may run a handler inside a gc callback or __del__, where the exception is printed
+    # and dropped; the event makes the watch loop raise it again from a place where it counts.
+    _signalled.set()
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _wait_for_stop(launched) -> None:
+    while not launched.stop_requested:
+        if _signalled.is_set():
+            raise KeyboardInterrupt("signal")
+        time.sleep(0.5)
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (schedulers, `kill`) stops a run like Ctrl-C: nodes stop, checkpoints are taken,
+    exit 130. SIGINT too, even where a non-interactive shell started us with SIGINT ignored (a
+    background job)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _signalled.clear()
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+
+
 def _watch(launched, total_steps: int, show_progress: bool, step_key: str = "actor_steps") -> None:
     """Wait for the program, showing a live progress bar fed by the counter node."""
     from antiphon.core.logging import ProgressDisplay
@@ -546,13 +577,11 @@ def _watch(launched, total_steps: int, show_progress: bool, step_key: str = "act
         }
 
     if not show_progress:
-        while not launched.stop_requested:
-            time.sleep(0.5)
+        _wait_for_stop(launched)
         return
     description = "env steps" if step_key == "actor_steps" else "learner steps"
     with ProgressDisplay(total_steps, poll, description=description):
-        while not launched.stop_requested:
-            time.sleep(0.5)
+        _wait_for_stop(launched)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -201,3 +201,31 @@ def test_collect_random_policy_to_every_format(tmp_path):
         dataset = load_dataset(path)
         assert isinstance(dataset, Dataset) and len(dataset) == 1000
         assert dataset.metadata["policy"] == {"kind": "random"}
+
+
+def test_sigterm_stops_a_run_with_checkpoints(recipe, tmp_path):
+    """A scheduler's SIGTERM (or `kill`) ends a run like Ctrl-C: exit 130, learner checkpoint
+    on disk. Started the way a non-interactive shell starts a background job: SIGINT ignored."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = str(tmp_path / "run")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "antiphon.launch.cli", "train", "--agent", "bc", "--dataset",
+         recipe["medium"], "--steps", "10000000", "--eval-every", "1000000", "--eval-episodes",
+         "1", "--run-dir", run_dir, "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    learner_log = os.path.join(run_dir, "logs", "learner.csv")
+    deadline = time.time() + 240
+    while not os.path.exists(learner_log) and time.time() < deadline:
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.5)
+    assert os.path.exists(learner_log), "the learner never logged"
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert os.listdir(os.path.join(run_dir, "checkpoints", "learner")), output
