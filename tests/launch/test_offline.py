@@ -220,12 +220,17 @@ def test_sigterm_stops_a_run_with_checkpoints(recipe, tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )  # fmt: skip
     learner_log = os.path.join(run_dir, "logs", "learner.csv")
-    deadline = time.time() + 240
-    while not os.path.exists(learner_log) and time.time() < deadline:
-        assert process.poll() is None, process.stdout.read()
-        time.sleep(0.5)
-    assert os.path.exists(learner_log), "the learner never logged"
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=120)
+    try:
+        deadline = time.time() + 300
+        while not os.path.exists(learner_log) and time.time() < deadline:
+            assert process.poll() is None, process.stdout.read()
+            time.sleep(0.5)
+        assert os.path.exists(learner_log), "the learner never logged"
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:  # never leave a training process behind for later tests
+            process.kill()
+            process.wait()
     assert process.returncode == 130, output
     assert os.listdir(os.path.join(run_dir, "checkpoints", "learner")), output
