@@ -233,7 +233,7 @@ def _greedy_action(builder, learner):
     return np.asarray(policy(params, jnp.ones(OBS_DIM), (), jax.random.PRNGKey(0))[0])
 
 
-@pytest.mark.parametrize("filter_type", ["exp", "binary"])
+@pytest.mark.parametrize("filter_type", ["exp", pytest.param("binary", marks=pytest.mark.slow)])
 def test_crr_copies_the_better_action_where_bc_averages(filter_type):
     common = dict(
         **SMALL,
