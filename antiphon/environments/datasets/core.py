@@ -16,6 +16,7 @@ dataset always ends an episode.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Mapping
@@ -30,6 +31,24 @@ BOOL_FIELDS = ("terminals", "timeouts")
 
 class DatasetError(ValueError):
     """A dataset that cannot be used. The message is one line and names the file and field."""
+
+
+def first_line(error: BaseException) -> str:
+    """`Type: first line of the message`, for one-line errors that wrap a library's."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def one_line_errors(path: Any, what: str = "cannot read the file"):
+    """Lets DatasetErrors through and turns anything unforeseen (h5py, TFDS, zip, ...) into one
+    that names `path`."""
+    try:
+        yield
+    except DatasetError:
+        raise
+    except Exception as error:
+        raise DatasetError(f"{path}: {what} ({first_line(error)})") from None
 
 
 @dataclasses.dataclass

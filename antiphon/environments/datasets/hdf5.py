@@ -40,17 +40,14 @@ from antiphon.environments.datasets.core import (
     FIELDS,
     Dataset,
     DatasetError,
+    first_line,
     metadata_from_json,
     metadata_to_json,
+    one_line_errors,
     validate,
 )
 
 METADATA_ATTR = "metadata"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def write_hdf5(dataset: Dataset, path: str, compression: str | None = "gzip") -> None:
@@ -74,7 +71,7 @@ def write_hdf5(dataset: Dataset, path: str, compression: str | None = "gzip") ->
             f.attrs[METADATA_ATTR] = metadata
         os.replace(tmp, path)
     except OSError as error:
-        raise DatasetError(f"{path}: cannot write the file ({_first_line(error)})") from None
+        raise DatasetError(f"{path}: cannot write the file ({first_line(error)})") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -91,9 +88,7 @@ def _read_member(f: Any, name: str, path: str) -> np.ndarray:
     try:
         return member[()]
     except Exception as error:  # any h5py/filter failure becomes one line
-        raise DatasetError(
-            f"{path}: field '{name}' cannot be read ({_first_line(error)})"
-        ) from None
+        raise DatasetError(f"{path}: field '{name}' cannot be read ({first_line(error)})") from None
 
 
 def _read_flags(value: np.ndarray) -> np.ndarray:
@@ -106,12 +101,8 @@ def _read_flags(value: np.ndarray) -> np.ndarray:
 
 def read_hdf5(path: str) -> Dataset:
     """Reads a D4RL-layout HDF5 file (see the module docstring) and validates it."""
-    try:
+    with one_line_errors(path):
         return _read_hdf5(str(path))
-    except DatasetError:
-        raise
-    except Exception as error:  # anything unforeseen still becomes one line naming the file
-        raise DatasetError(f"{path}: cannot read the file ({_first_line(error)})") from None
 
 
 def _read_hdf5(path: str) -> Dataset:
@@ -123,7 +114,7 @@ def _read_hdf5(path: str) -> Dataset:
     try:
         f = h5py.File(path, "r")
     except OSError as error:
-        raise DatasetError(f"{path}: not a readable HDF5 file ({_first_line(error)})") from None
+        raise DatasetError(f"{path}: not a readable HDF5 file ({first_line(error)})") from None
     with f:
         arrays: dict[str, np.ndarray] = {}
         for name in FIELDS:

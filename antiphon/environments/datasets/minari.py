@@ -38,18 +38,15 @@ import numpy as np
 from antiphon.environments.datasets.core import (
     Dataset,
     DatasetError,
+    first_line,
     flatten_structure,
+    one_line_errors,
     validate,
 )
 
 MAIN_FILE = "main_data.hdf5"
 METADATA_FILE = "metadata.json"
 _EPISODE = re.compile(r"^episode_(\d+)$")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def find_minari_data_dir(path: str) -> str | None:
@@ -87,7 +84,7 @@ def _read_node(node: Any, name: str, source: str) -> Any:
         return node[()]
     except Exception as error:  # any h5py/filter failure becomes one line
         raise DatasetError(
-            f"{source}: field '{name}' cannot be read ({_first_line(error)})"
+            f"{source}: field '{name}' cannot be read ({first_line(error)})"
         ) from None
 
 
@@ -107,12 +104,8 @@ def _flags(value: Any, name: str, steps: int, source: str) -> np.ndarray:
 
 def read_minari(path: str) -> Dataset:
     """Reads a local Minari dataset (see the module docstring) and validates it."""
-    try:
+    with one_line_errors(path):
         return _read_minari(str(path))
-    except DatasetError:
-        raise
-    except Exception as error:  # anything unforeseen still becomes one line naming the file
-        raise DatasetError(f"{path}: cannot read the file ({_first_line(error)})") from None
 
 
 def _read_minari(path: str) -> Dataset:
@@ -132,7 +125,7 @@ def _read_minari(path: str) -> Dataset:
                 info = json.load(f)
         except (OSError, ValueError) as error:
             raise DatasetError(
-                f"{metadata_path}: field 'metadata.json' is not valid JSON ({_first_line(error)})"
+                f"{metadata_path}: field 'metadata.json' is not valid JSON ({first_line(error)})"
             ) from None
         if not isinstance(info, dict):
             raise DatasetError(f"{metadata_path}: field 'metadata.json' is not a JSON object")
@@ -148,7 +141,7 @@ def _read_minari(path: str) -> Dataset:
     try:
         f = h5py.File(main, "r")
     except OSError as error:
-        raise DatasetError(f"{main}: not a readable HDF5 file ({_first_line(error)})") from None
+        raise DatasetError(f"{main}: not a readable HDF5 file ({first_line(error)})") from None
 
     columns: dict[str, list[np.ndarray]] = {
         name: []

@@ -16,17 +16,14 @@ from antiphon.environments.datasets.core import (
     FIELDS,
     Dataset,
     DatasetError,
+    first_line,
     metadata_from_json,
     metadata_to_json,
+    one_line_errors,
     validate,
 )
 
 METADATA_KEY = "metadata"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def write_npz(dataset: Dataset, path: str) -> None:
@@ -42,7 +39,7 @@ def write_npz(dataset: Dataset, path: str) -> None:
             np.savez_compressed(f, **arrays)
         os.replace(tmp, path)
     except OSError as error:
-        raise DatasetError(f"{path}: cannot write the file ({_first_line(error)})") from None
+        raise DatasetError(f"{path}: cannot write the file ({first_line(error)})") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -50,12 +47,8 @@ def write_npz(dataset: Dataset, path: str) -> None:
 
 def read_npz(path: str) -> Dataset:
     """Reads an `.npz` dataset and validates it."""
-    try:
+    with one_line_errors(path):
         return _read_npz(str(path))
-    except DatasetError:
-        raise
-    except Exception as error:  # anything unforeseen still becomes one line naming the file
-        raise DatasetError(f"{path}: cannot read the file ({_first_line(error)})") from None
 
 
 def _read_npz(path: str) -> Dataset:
@@ -69,7 +62,7 @@ def _read_npz(path: str) -> Dataset:
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as error:  # not a zip, a pickle, truncated...
-        raise DatasetError(f"{path}: not a readable .npz file ({_first_line(error)})") from None
+        raise DatasetError(f"{path}: not a readable .npz file ({first_line(error)})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DatasetError(f"{path}: holds a single array, not an .npz archive of named fields")
     with archive:
@@ -83,7 +76,7 @@ def _read_npz(path: str) -> Dataset:
                 arrays[name] = archive[name]
             except Exception as error:  # pickled object arrays, bad CRCs...
                 raise DatasetError(
-                    f"{path}: field '{name}' cannot be read ({_first_line(error)})"
+                    f"{path}: field '{name}' cannot be read ({first_line(error)})"
                 ) from None
     metadata = {}
     if METADATA_KEY in arrays:

@@ -47,8 +47,10 @@ import numpy as np
 from antiphon.environments.datasets.core import (
     Dataset,
     DatasetError,
+    first_line,
     flatten_structure,
     metadata_to_json,
+    one_line_errors,
     validate,
 )
 
@@ -60,17 +62,12 @@ DATASET_INFO = "dataset_info.json"
 _BATCH = 65536
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-
-
 def _tfds():
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
         raise DatasetError(
-            f"the RLDS format needs tensorflow-datasets ({_first_line(error)})"
+            f"the RLDS format needs tensorflow-datasets ({first_line(error)})"
         ) from None
     return tfds
 
@@ -201,7 +198,7 @@ def write_rlds(
         raise
     except Exception as error:  # TF/TFDS failures become one line
         raise DatasetError(
-            f"{directory}: cannot write the RLDS dataset ({_first_line(error)})"
+            f"{directory}: cannot write the RLDS dataset ({first_line(error)})"
         ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -264,12 +261,8 @@ def read_rlds(directory: str, split: str | None = None) -> Dataset:
 
     `split` defaults to `train` when the dataset has one, else to its only split.
     """
-    try:
+    with one_line_errors(directory, "cannot read the dataset"):
         return _read_rlds(str(directory), split)
-    except DatasetError:
-        raise
-    except Exception as error:  # anything unforeseen still becomes one line naming the file
-        raise DatasetError(f"{directory}: cannot read the dataset ({_first_line(error)})") from None
 
 
 def _read_rlds(directory: str, split: str | None) -> Dataset:
@@ -288,7 +281,7 @@ def _read_rlds(directory: str, split: str | None) -> Dataset:
     except Exception as error:  # any TFDS failure becomes one line
         raise DatasetError(
             f"{builder_dir}: field '{DATASET_INFO}' cannot be read as a TFDS dataset"
-            f" ({_first_line(error)})"
+            f" ({first_line(error)})"
         ) from None
     source = builder_dir
     if "steps" not in features:
@@ -350,7 +343,7 @@ def _read_rlds(directory: str, split: str | None) -> Dataset:
             chunks.append(batch)
     except Exception as error:  # corrupt records, ragged steps...
         raise DatasetError(
-            f"{source}: field 'steps' cannot be read ({_first_line(error)})"
+            f"{source}: field 'steps' cannot be read ({first_line(error)})"
         ) from None
     if not chunks:
         raise DatasetError(f"{source}: field 'steps' is empty (split {split!r} has no steps)")
