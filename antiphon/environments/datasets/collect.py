@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from antiphon.environments.datasets.core import (
-    FIELDS,
     Dataset,
     DatasetError,
     concatenate,
+    from_episodes,
 )
 
 RECIPE = ("random", "medium", "medium-replay", "expert", "medium-expert")
@@ -136,6 +136,12 @@ def snapshot_policy(run_dir: str, snapshot: Snapshot, env_spec, action_noise: fl
     return select_action
 
 
+def _with_episode_returns(dataset: Dataset) -> Dataset:
+    """Records the episode returns in the metadata (what `antiphon train` and reports show)."""
+    dataset.metadata["episode_returns"] = [float(r) for r in dataset.episode_returns()]
+    return dataset
+
+
 def random_policy(env_spec, seed: int):
     rng = np.random.default_rng(seed)
     spec = env_spec.actions
@@ -169,10 +175,7 @@ def record_episodes(
         episodes.append(assembler.pop_finished())
         if progress is not None:
             progress(episode + 1)
-    arrays = {name: np.concatenate([e[name] for e in episodes]) for name in FIELDS}
-    dataset = Dataset(**arrays, metadata=dict(metadata))
-    dataset.metadata["episode_returns"] = [float(r) for r in dataset.episode_returns()]
-    return dataset
+    return _with_episode_returns(from_episodes(episodes, metadata))
 
 
 def parse_policy(text: str) -> tuple[str, str | None, str]:
@@ -236,9 +239,7 @@ def collect(
             "snapshot_eval_return": snapshot.eval_return,
             "which": which,
         }
-        dataset = read_recorded_episodes(run_dir, snapshot.steps, metadata)
-        dataset.metadata["episode_returns"] = [float(r) for r in dataset.episode_returns()]
-        return dataset
+        return _with_episode_returns(read_recorded_episodes(run_dir, snapshot.steps, metadata))
     environment = make_environment(environment_name, seed=seed, action_repeat=action_repeat)
     env_spec = make_environment_spec(environment)
     if kind == "random":
@@ -307,9 +308,7 @@ def collect_recipe(
             "kind": "mixture",
             "parts": [medium.metadata["policy"], expert.metadata["policy"]],
         }
-        mixed = concatenate([medium, expert], metadata)
-        mixed.metadata["episode_returns"] = [float(r) for r in mixed.episode_returns()]
-        out["medium-expert"] = mixed
+        out["medium-expert"] = _with_episode_returns(concatenate([medium, expert], metadata))
     return {name: out[name] for name in RECIPE if name in names}
 
 

@@ -103,6 +103,16 @@ class Dataset:
         }
 
 
+def from_episodes(
+    episodes: list[Mapping[str, np.ndarray]], metadata: dict[str, Any] | None = None
+) -> Dataset:
+    """Episodes (each a mapping of the six fields) one after another, as one Dataset."""
+    if not episodes:
+        raise DatasetError("cannot make a dataset from zero episodes")
+    arrays = {name: np.concatenate([e[name] for e in episodes]) for name in FIELDS}
+    return Dataset(**arrays, metadata=dict(metadata or {}))
+
+
 def concatenate(datasets: list[Dataset], metadata: dict[str, Any] | None = None) -> Dataset:
     """Datasets one after another (episodes stay whole: each dataset ends an episode)."""
     if not datasets:

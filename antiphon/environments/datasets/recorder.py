@@ -19,7 +19,7 @@ from typing import Any
 import dm_env
 import numpy as np
 
-from antiphon.environments.datasets.core import FIELDS, Dataset, DatasetError
+from antiphon.environments.datasets.core import FIELDS, Dataset, DatasetError, from_episodes
 
 EPISODES_DIR = "episodes"
 
@@ -107,7 +107,7 @@ class EpisodeRecorder(EpisodeAssembler):
     def flush(self) -> None:
         if not self._pending:
             return
-        arrays = {name: np.concatenate([e[name] for e in self._pending]) for name in FIELDS}
+        arrays = from_episodes(self._pending).arrays()
         arrays["episode_lengths"] = np.array([len(e["rewards"]) for e in self._pending], np.int64)
         arrays["episode_actor_steps"] = np.array([e["actor_steps"] for e in self._pending])
         path = os.path.join(self._directory, f"chunk-{self._next_chunk:06d}.npz")
@@ -145,5 +145,4 @@ def read_recorded_episodes(
             f"{run_dir}: no recorded episode ended by actor step {until_actor_steps}"
         )
     episodes.sort(key=lambda item: item[0])
-    arrays = {name: np.concatenate([e[name] for _, e in episodes]) for name in FIELDS}
-    return Dataset(**arrays, metadata=dict(metadata or {}))
+    return from_episodes([e for _, e in episodes], metadata)
