@@ -283,12 +283,10 @@ def _check_run_dir(run_dir: str, agent: str, stored_fields: dict[str, Any], over
     return "resume"
 
 
-def _check_dataset(
-    path: str, env: str | None, action_repeat: int | None
-) -> tuple[str, int, dict[str, Any]]:
+def _check_dataset(path: str, env: str | None, action_repeat: int | None) -> tuple[str, int, Any]:
     """Loads and validates a dataset; reconciles --env/--action-repeat with its metadata.
 
-    Returns (env, action_repeat, summary with the dataset under '_dataset')."""
+    Returns (env, action_repeat, dataset)."""
     from antiphon.environments.datasets import DatasetError, load_dataset
 
     if not os.path.exists(path):
@@ -314,9 +312,7 @@ def _check_dataset(
             f"{path}: field 'metadata.action_repeat' is {meta_repeat} but --action-repeat is "
             f"{action_repeat}"
         )
-    summary = dataset.summary()
-    summary["_dataset"] = dataset
-    return env, action_repeat, summary
+    return env, action_repeat, dataset
 
 
 def train(argv: list[str]) -> int:
@@ -341,7 +337,7 @@ def train(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     config = config_from_args(args, builder_class.config_class)
     offline = bool(getattr(builder_class, "offline", False))
-    dataset_summary = None
+    dataset = dataset_summary = None
     if offline:
         if args.dataset is None:
             raise UsageError(
@@ -350,9 +346,10 @@ def train(argv: list[str]) -> int:
             )
         if args.actors != 1 or args.record_episodes:
             raise UsageError("--actors and --record-episodes are for online agents")
-        args.env, args.action_repeat, dataset_summary = _check_dataset(
+        args.env, args.action_repeat, dataset = _check_dataset(
             args.dataset, args.env, args.action_repeat
         )
+        dataset_summary = dataset.summary()
     elif args.dataset is not None:
         raise UsageError(
             f"agent '{known.agent}' trains online (from actors); --dataset is for offline agents"
@@ -392,9 +389,10 @@ def train(argv: list[str]) -> int:
         from antiphon.environments.datasets import DatasetError, check_matches_environment
 
         try:
-            check_matches_environment(dataset_summary.pop("_dataset"), env_spec, args.dataset)
+            check_matches_environment(dataset, env_spec, args.dataset)
         except DatasetError as e:
             raise UsageError(str(e)) from None
+        dataset = None  # the learner node loads its own copy (on Ray, in its own process)
 
     run_dir = args.run_dir or os.path.join("runs", f"{known.agent}-{args.env.replace(':', '-')}")
     record = {
