@@ -55,7 +55,7 @@ def _thread_env(threads: int) -> dict[str, str]:
 # Our learner's speed (run in a subprocess by `speed`)
 
 
-def _builder(method: str, env_spec):
+def _builder(method: str):
     from antiphon.agents.registry import get_builder_class
     from antiphon.launch.cli import UsageError, _train_parser, config_from_args
 
@@ -82,7 +82,7 @@ def ours_speed(method: str, dataset_path: str, steps: int) -> dict[str, Any]:
         dataset.metadata["environment"], action_repeat=dataset.metadata.get("action_repeat", 1)
     )
     env_spec = make_environment_spec(environment)
-    builder = _builder(method, env_spec)
+    builder = _builder(method)
     networks = builder.make_networks(env_spec)
     data = device_transitions(dataset, builder.config.discount)
     learner = builder.make_learner(networks, data, env_spec, jax.random.PRNGKey(0))
@@ -95,7 +95,7 @@ def ours_speed(method: str, dataset_path: str, steps: int) -> dict[str, Any]:
     ours_rate = ours / (time.perf_counter() - start)
 
     # The floor: the same pure SGD step, one per jitted call, on a batch already on the device.
-    sgd_step = jax.jit(learner._sgd_step)  # noqa: SLF001 - the learner's own step function
+    sgd_step = jax.jit(learner.sgd_step)
     batch = sample_batch(data, jax.random.PRNGKey(1), builder.config.batch_size)
     state = learner.state
     state, _ = sgd_step(state, batch)
@@ -117,23 +117,19 @@ def ours_speed(method: str, dataset_path: str, steps: int) -> dict[str, Any]:
 
 
 def _run_json(command: list[str], threads: int) -> dict[str, Any]:
-    """Runs a benchmark subprocess; its result is the JSON it writes to `--out`, or failing
-    that the last line of its stdout."""
+    """Runs a benchmark subprocess; its result is the JSON it writes to `--out`."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         out_path = os.path.join(tmp, "result.json")
-        if "benchmarks.d3rlpy_side" in command:
-            command = [*command, "--out", out_path]
+        command = [*command, "--out", out_path]
         out = subprocess.run(
             command, env=_thread_env(threads), capture_output=True, text=True, check=False
         )
         if out.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{out.stderr[-3000:]}")
-        if os.path.exists(out_path):
-            with open(out_path) as f:
-                return json.load(f)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        with open(out_path) as f:
+            return json.load(f)
 
 
 def speed(args: argparse.Namespace) -> dict[str, Any]:
@@ -389,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--method", required=True)
     o.add_argument("--dataset", required=True)
     o.add_argument("--steps", type=int, default=2000)
+    o.add_argument("--out", required=True, help="JSON result path")
     learn_p = sub.add_parser("learn")
     learn_p.add_argument("--datasets", nargs="+", required=True)
     learn_p.add_argument("--methods", nargs="+", default=["crr", "bc"])
@@ -403,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--name", default="offline_learning")
     args = p.parse_args(argv)
     if args.command == "ours-speed":
-        print(json.dumps(ours_speed(args.method, args.dataset, args.steps)))
+        with open(args.out, "w") as f:
+            json.dump(ours_speed(args.method, args.dataset, args.steps), f)
         return 0
     if args.command == "speed":
         results = speed(args)

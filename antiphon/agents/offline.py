@@ -96,11 +96,16 @@ class OfflineLearner:
         self._last_log = 0.0
         update = make_multi_step_update(sgd_step, batch_size, steps_per_call)
         donate = (0,) if jax.default_backend() != "cpu" else ()  # CPU ignores donation (warns)
-        self._sgd_step = sgd_step  # the pure step, for benchmarks (the floor) and tests
+        self._sgd_step = sgd_step
         self._update = jax.jit(update, donate_argnums=donate)
         self._lock = threading.Lock()  # guards _state against concurrent get_variables/save
         self._version = 0
         self._stop = threading.Event()
+
+    @property
+    def sgd_step(self) -> SgdStep:
+        """The pure `sgd_step(state, batch)` this learner runs (benchmarks time it alone)."""
+        return self._sgd_step
 
     @property
     def steps_per_call(self) -> int:
@@ -154,10 +159,8 @@ class OfflineLearner:
 
     def restore(self, saved: Any) -> None:
         with self._lock:
-            state = saved["state"]
-            if isinstance(state, (list, tuple)) and not hasattr(state, "_fields"):
-                state = type(self._state)(*state)
-            self._state = jax.device_put(state)
+            # checkpointing.restore_pytree rebuilds the template's structure (our save()).
+            self._state = jax.device_put(saved["state"])
             self._key = jax.device_put(saved["key"])
             self._version += 1
 
