@@ -260,9 +260,17 @@ class LearnerNode:
     def variables_version(self) -> int:
         return self.learner.variables_version()
 
+    def _finished(self) -> bool:
+        """True once the learner has taken all its steps (online: never; the counter decides)."""
+        return False
+
     def run(self) -> None:
         try:
             while not self._stop.is_set():
+                if self._finished():
+                    self._save(force=True)
+                    self._stop.wait()  # the counter stops the program after the last evaluation
+                    break
                 self.learner.step()
                 self._save()
         except Exception:
@@ -305,18 +313,8 @@ class OfflineLearnerNode(LearnerNode):
         )
         self._setup_checkpointer(builder)
 
-    def run(self) -> None:
-        limit = self._experiment.max_learner_steps
-        try:
-            while not self._stop.is_set():
-                if self.sgd_steps() >= limit:
-                    self._save(force=True)
-                    self._stop.wait()  # the counter stops the program after the last evaluation
-                    break
-                self.learner.step()
-                self._save()
-        finally:
-            self._save(force=True)
+    def _finished(self) -> bool:
+        return self.sgd_steps() >= self._experiment.max_learner_steps
 
 
 class ActorNode:
