@@ -135,25 +135,28 @@ def _run_json(command: list[str], threads: int) -> dict[str, Any]:
 def speed(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"dataset": args.dataset, "threads": args.threads, "methods": {}}
     for method in args.methods:
+        # IQL and CQL have no antiphon learner: their rows give d3rlpy's rate alone.
+        has_ours = method in OURS_OPTIONS
         ours_runs, theirs_runs = [], []
         for repeat in range(args.repeats):
-            ours_runs.append(
-                _run_json(
-                    [
-                        sys.executable,
-                        "-m",
-                        "benchmarks.offline_side_by_side",
-                        "ours-speed",
-                        "--method",
-                        method,
-                        "--dataset",
-                        args.dataset,
-                        "--steps",
-                        str(args.steps),
-                    ],
-                    args.threads,
+            if has_ours:
+                ours_runs.append(
+                    _run_json(
+                        [
+                            sys.executable,
+                            "-m",
+                            "benchmarks.offline_side_by_side",
+                            "ours-speed",
+                            "--method",
+                            method,
+                            "--dataset",
+                            args.dataset,
+                            "--steps",
+                            str(args.steps),
+                        ],
+                        args.threads,
+                    )
                 )
-            )
             theirs_runs.append(
                 _run_json(
                     [
@@ -176,27 +179,37 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
                     args.threads,
                 )
             )
+            ours_text = (
+                f"ours {ours_runs[-1]['steps_per_second']:.0f} steps/s "
+                f"(floor {ours_runs[-1]['floor_steps_per_second']:.0f}), "
+                if has_ours
+                else ""
+            )
             print(
-                f"{method} repeat {repeat}: ours {ours_runs[-1]['steps_per_second']:.0f} steps/s "
-                f"(floor {ours_runs[-1]['floor_steps_per_second']:.0f}), d3rlpy "
+                f"{method} repeat {repeat}: {ours_text}d3rlpy "
                 f"{theirs_runs[-1]['steps_per_second']:.0f} steps/s",
                 file=sys.stderr,
             )
-        ratios = [
-            o["steps_per_second"] / t["steps_per_second"]
-            for o, t in zip(ours_runs, theirs_runs, strict=True)
-        ]
+        entry: dict[str, Any] = {}
+        if has_ours:
+            ratios = [
+                o["steps_per_second"] / t["steps_per_second"]
+                for o, t in zip(ours_runs, theirs_runs, strict=True)
+            ]
+            entry = {
+                "ours_steps_per_second": common.spread([o["steps_per_second"] for o in ours_runs]),
+                "floor_steps_per_second": common.spread(
+                    [o["floor_steps_per_second"] for o in ours_runs]
+                ),
+                "efficiency": common.spread([o["efficiency"] for o in ours_runs]),
+                "ratio": common.spread(ratios),
+            }
         results["methods"][method] = {
-            "ours_steps_per_second": common.spread([o["steps_per_second"] for o in ours_runs]),
-            "floor_steps_per_second": common.spread(
-                [o["floor_steps_per_second"] for o in ours_runs]
-            ),
-            "efficiency": common.spread([o["efficiency"] for o in ours_runs]),
+            **entry,
             "d3rlpy_steps_per_second": common.spread([t["steps_per_second"] for t in theirs_runs]),
             "d3rlpy_sample_fraction": common.spread(
                 [t.get("sample_fraction") or 0.0 for t in theirs_runs]
             ),
-            "ratio": common.spread(ratios),
             "ours_runs": ours_runs,
             "d3rlpy_runs": [
                 {k: v for k, v in t.items() if k not in ("config",)} for t in theirs_runs
@@ -209,6 +222,10 @@ def speed_table(results: dict[str, Any]) -> str:
     targets = {"crr": ">= 2", "td3_bc": ">= 2", "bc": ">= 4"}
     rows = []
     for method, r in results["methods"].items():
+        if "ratio" not in r:
+            d3rlpy_rate = f"{r['d3rlpy_steps_per_second']['median']:.0f}"
+            rows.append([method, "-", d3rlpy_rate, "-", "-", "-", "-", "-"])
+            continue
         rows.append(
             [
                 method,

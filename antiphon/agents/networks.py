@@ -156,23 +156,56 @@ class TanhGaussianPolicy(hk.Module):
         return mean, jax.nn.softplus(raw_scale) + self._min_scale
 
 
-# Dataset actions on the box edge (|a| = 1) have atanh = inf; clip them this far inside.
+# Dataset actions on the box edge (|a| = 1) have atanh = inf. "clipped" moves them this far inside.
 TANH_EPSILON = 1e-5
+# "censored" treats |a| >= this as the edge bin (acme's TanhTransformedDistribution threshold).
+TANH_EDGE_THRESHOLD = 0.999
+EDGE_LIKELIHOODS = ("censored", "clipped")
 
 
-def tanh_gaussian_log_prob(mean: jax.Array, std: jax.Array, action: jax.Array) -> jax.Array:
+def tanh_gaussian_log_prob(
+    mean: jax.Array, std: jax.Array, action: jax.Array, edge: str = "censored"
+) -> jax.Array:
     """log pi(a|s) of a tanh-squashed diagonal Gaussian, summed over action dimensions.
 
-    log pi(a) = log N(atanh a; mean, std) - sum log(1 - a^2), with a clipped to
-    [-1 + eps, 1 - eps] so that actions on the box edge have a finite log-likelihood.
+    Inside the box: log pi(a) = log N(atanh a; mean, std) - log(1 - a^2).
+
+    Behaviour actions are often clipped to the box, so many sit exactly on |a| = 1, where the
+    density is infinite. `edge` says how such a component counts:
+
+    - "censored" (default, as acme's TanhTransformedDistribution): a component with
+      |a| >= t = 0.999 is an observation of the edge bin, with likelihood
+      log P(u >= atanh t) - log(1 - t) (u ~ N(mean, std); mirrored for the lower edge). Its
+      gradient asks only that the policy put its mass beyond the threshold.
+    - "clipped": a is clipped to [-1 + 1e-5, 1 - 1e-5] and the density is used, which pulls the
+      pre-tanh mean towards atanh(1 - 1e-5) = 6.1 with a large gradient.
     """
-    action = jnp.clip(action, -1.0 + TANH_EPSILON, 1.0 - TANH_EPSILON)
-    pre_tanh = jnp.arctanh(action)
-    log_normal = (
-        -0.5 * jnp.square((pre_tanh - mean) / std) - jnp.log(std) - 0.5 * jnp.log(2.0 * jnp.pi)
+    if edge == "clipped":
+        action = jnp.clip(action, -1.0 + TANH_EPSILON, 1.0 - TANH_EPSILON)
+        pre_tanh = jnp.arctanh(action)
+        log_normal = (
+            -0.5 * jnp.square((pre_tanh - mean) / std) - jnp.log(std) - 0.5 * jnp.log(2.0 * jnp.pi)
+        )
+        return jnp.sum(log_normal - jnp.log1p(-jnp.square(action)), axis=-1)
+    if edge != "censored":
+        raise ValueError(f"unknown edge likelihood {edge!r}; expected one of {EDGE_LIKELIHOODS}")
+    threshold = TANH_EDGE_THRESHOLD
+    inside = jnp.clip(action, -threshold, threshold)
+    pre_tanh = jnp.arctanh(inside)
+    log_density = (
+        -0.5 * jnp.square((pre_tanh - mean) / std)
+        - jnp.log(std)
+        - 0.5 * jnp.log(2.0 * jnp.pi)
+        - jnp.log1p(-jnp.square(inside))
     )
-    log_det = jnp.log1p(-jnp.square(action))
-    return jnp.sum(log_normal - log_det, axis=-1)
+    edge_pre_tanh = jnp.arctanh(threshold)
+    log_bin_width = jnp.log1p(-threshold)
+    log_lower = jax.scipy.stats.norm.logcdf((-edge_pre_tanh - mean) / std) - log_bin_width
+    log_upper = jax.scipy.stats.norm.logcdf((mean - edge_pre_tanh) / std) - log_bin_width
+    per_dimension = jnp.where(
+        action <= -threshold, log_lower, jnp.where(action >= threshold, log_upper, log_density)
+    )
+    return jnp.sum(per_dimension, axis=-1)
 
 
 def tanh_gaussian_sample(

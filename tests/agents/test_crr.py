@@ -267,3 +267,56 @@ def test_critic_weighted_policy_picks_the_higher_q_sample():
     )
     np.testing.assert_allclose(action[0], samples[:, 0].max(), rtol=1e-6)
     assert acting.variable_names(config) == ["policy", "critic"]
+
+
+def test_tanh_gaussian_log_prob_hand_values_inside_and_on_the_edges():
+    from scipy.stats import norm
+
+    mean = jnp.array([[0.3, -0.2, 2.0]])
+    std = jnp.array([[0.5, 1.0, 0.7]])
+    action = jnp.array([[0.5, -1.0, 1.0]])  # inside, lower edge, upper edge
+    edge = np.arctanh(shared.TANH_EDGE_THRESHOLD)
+    bin_width = 1.0 - shared.TANH_EDGE_THRESHOLD
+    censored = (
+        norm.logpdf(np.arctanh(0.5), 0.3, 0.5)
+        - np.log(1.0 - 0.25)
+        + norm.logcdf(-edge, -0.2, 1.0)
+        - np.log(bin_width)
+        + norm.logsf(edge, 2.0, 0.7)
+        - np.log(bin_width)
+    )
+    got = shared.tanh_gaussian_log_prob(mean, std, action)
+    np.testing.assert_allclose(got, [censored], rtol=1e-4)
+    a_edge = float(np.float32(1.0 - shared.TANH_EPSILON))  # the float32 the clip produces
+    clipped = (
+        norm.logpdf(np.arctanh(0.5), 0.3, 0.5)
+        - np.log(1.0 - 0.25)
+        + norm.logpdf(-np.arctanh(a_edge), -0.2, 1.0)
+        - np.log1p(-(a_edge**2))
+        + norm.logpdf(np.arctanh(a_edge), 2.0, 0.7)
+        - np.log1p(-(a_edge**2))
+    )
+    got = shared.tanh_gaussian_log_prob(mean, std, action, "clipped")
+    np.testing.assert_allclose(got, [clipped], rtol=1e-4)
+    with pytest.raises(ValueError, match="edge likelihood"):
+        shared.tanh_gaussian_log_prob(mean, std, action, "nope")
+
+
+def test_censored_edge_gradient_pushes_the_mean_out_without_chasing_atanh_of_one():
+    # An upper-edge action: the censored likelihood keeps rising as the mean moves past the
+    # threshold and its gradient vanishes once the mass is there; the clipped density pulls the
+    # mean to atanh(1 - 1e-5) = 6.1 with a gradient that grows as std shrinks.
+    std = jnp.array([[0.05]])
+    action = jnp.array([[1.0]])
+
+    def grad(mean, edge):
+        return float(
+            jax.grad(lambda m: shared.tanh_gaussian_log_prob(m, std, action, edge).sum())(
+                jnp.array([[mean]])
+            )[0, 0]
+        )
+
+    assert grad(2.0, "censored") > 0 and grad(2.0, "clipped") > 0
+    assert grad(5.0, "censored") < 1e-3  # mass already beyond atanh(0.999) = 3.8
+    assert grad(5.0, "clipped") > 100.0  # still pulled towards 6.1 with weight 1 / std^2
+    assert np.isfinite(grad(-3.0, "censored"))

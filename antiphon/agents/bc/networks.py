@@ -18,13 +18,14 @@ from antiphon.core.types import EnvironmentSpec, zeros_like_spec
 class BCNetworks:
     policy_init: Callable
     policy_apply: Callable  # (params, obs) -> (mean, std) of the pre-tanh Gaussian
+    edge_likelihood: str = "censored"  # how dataset actions on |a| = 1 count (see log_prob)
 
     def init(self, key: jax.Array, env_spec: EnvironmentSpec):
         return self.policy_init(key, zeros_like_spec(env_spec.observations, (1,)))
 
     def log_prob(self, policy_params, observation, action) -> jax.Array:
         mean, std = self.policy_apply(policy_params, observation)
-        return shared.tanh_gaussian_log_prob(mean, std, action)
+        return shared.tanh_gaussian_log_prob(mean, std, action, self.edge_likelihood)
 
 
 def make_networks(env_spec: EnvironmentSpec, config: BCConfig) -> BCNetworks:
@@ -34,4 +35,8 @@ def make_networks(env_spec: EnvironmentSpec, config: BCConfig) -> BCNetworks:
         return shared.TanhGaussianPolicy(config.policy_layer_sizes, action_dim)(observation)
 
     policy_t = hk.without_apply_rng(hk.transform(policy))
-    return BCNetworks(policy_init=policy_t.init, policy_apply=policy_t.apply)
+    return BCNetworks(
+        policy_init=policy_t.init,
+        policy_apply=policy_t.apply,
+        edge_likelihood=config.edge_likelihood,
+    )

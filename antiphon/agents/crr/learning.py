@@ -136,7 +136,7 @@ def make_losses(networks: CRRNetworks, config: CRRConfig):
             q_data = networks.q_value(critic_params, batch.observation, batch.action)
             adv = jax.lax.stop_gradient(advantage(q_data, q_samples, config.baseline))
             weights = crr_weights(adv, config.filter, config.beta, config.weight_clip)
-        log_prob = shared.tanh_gaussian_log_prob(mean, std, batch.action)
+        log_prob = shared.tanh_gaussian_log_prob(mean, std, batch.action, networks.edge_likelihood)
         loss = -jnp.mean(weights * log_prob)
         metrics = {
             "advantage_mean": jnp.mean(adv),

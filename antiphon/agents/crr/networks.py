@@ -33,6 +33,7 @@ class CRRNetworks:
     critic_mean: Callable
     support: jax.Array | None
     critic_type: str
+    edge_likelihood: str = "censored"  # how dataset actions on |a| = 1 count (see log_prob)
 
     def init(self, key: jax.Array, env_spec: EnvironmentSpec) -> tuple:
         obs = zeros_like_spec(env_spec.observations, (1,))
@@ -42,7 +43,7 @@ class CRRNetworks:
 
     def log_prob(self, policy_params, observation, action) -> jax.Array:
         mean, std = self.policy_apply(policy_params, observation)
-        return shared.tanh_gaussian_log_prob(mean, std, action)
+        return shared.tanh_gaussian_log_prob(mean, std, action, self.edge_likelihood)
 
     def q_value(self, critic_params, observation, action) -> jax.Array:
         return self.critic_mean(self.critic_apply(critic_params, observation, action))
@@ -95,4 +96,5 @@ def make_networks(env_spec: EnvironmentSpec, config: CRRConfig) -> CRRNetworks:
         critic_mean=critic_mean,
         support=support,
         critic_type=config.critic_type,
+        edge_likelihood=config.edge_likelihood,
     )
