@@ -180,16 +180,9 @@ def tanh_gaussian_log_prob(
     - "clipped": a is clipped to [-1 + 1e-5, 1 - 1e-5] and the density is used, which pulls the
       pre-tanh mean towards atanh(1 - 1e-5) = 6.1 with a large gradient.
     """
-    if edge == "clipped":
-        action = jnp.clip(action, -1.0 + TANH_EPSILON, 1.0 - TANH_EPSILON)
-        pre_tanh = jnp.arctanh(action)
-        log_normal = (
-            -0.5 * jnp.square((pre_tanh - mean) / std) - jnp.log(std) - 0.5 * jnp.log(2.0 * jnp.pi)
-        )
-        return jnp.sum(log_normal - jnp.log1p(-jnp.square(action)), axis=-1)
-    if edge != "censored":
+    if edge not in EDGE_LIKELIHOODS:
         raise ValueError(f"unknown edge likelihood {edge!r}; expected one of {EDGE_LIKELIHOODS}")
-    threshold = TANH_EDGE_THRESHOLD
+    threshold = 1.0 - TANH_EPSILON if edge == "clipped" else TANH_EDGE_THRESHOLD
     inside = jnp.clip(action, -threshold, threshold)
     pre_tanh = jnp.arctanh(inside)
     log_density = (
@@ -198,6 +191,8 @@ def tanh_gaussian_log_prob(
         - 0.5 * jnp.log(2.0 * jnp.pi)
         - jnp.log1p(-jnp.square(inside))
     )
+    if edge == "clipped":
+        return jnp.sum(log_density, axis=-1)
     edge_pre_tanh = jnp.arctanh(threshold)
     log_bin_width = jnp.log1p(-threshold)
     log_lower = jax.scipy.stats.norm.logcdf((-edge_pre_tanh - mean) / std) - log_bin_width
