@@ -4,7 +4,19 @@ policy, the same policy network as CRR (so CRR with the `bc` filter is exactly t
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Literal
+
+# How a dataset action on the box edge (|a| = 1) enters the tanh-Gaussian likelihood
+# (agents/networks.py tanh_gaussian_log_prob). CRR's policy loss is this likelihood, weighted, so
+# its config takes the same choice.
+EdgeLikelihood = Literal["censored", "clipped"]
+
+
+def check_edge_likelihood(value: str) -> None:
+    choices = typing.get_args(EdgeLikelihood)
+    if value not in choices:
+        raise ValueError(f"edge_likelihood must be one of {choices} (got {value!r})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,16 +26,12 @@ class BCConfig:
     max_gradient_norm: float = 40.0  # global-norm clip; 0: none
     sgd_steps_per_call: int = 8
     policy_layer_sizes: tuple[int, ...] = (256, 256)
-    # Dataset actions on the box edge: "censored" (acme) or "clipped"; the same choice as CRR's.
-    edge_likelihood: Literal["censored", "clipped"] = "censored"
+    edge_likelihood: EdgeLikelihood = "censored"  # "censored" (acme) | "clipped"
     discount: float = 0.99  # unused by the loss; device_transitions stores gamma * (1 - terminal)
 
     def validate(self) -> None:
         if self.batch_size < 1 or self.sgd_steps_per_call < 1:
             raise ValueError("batch_size and sgd_steps_per_call must be >= 1")
-        if self.edge_likelihood not in ("censored", "clipped"):
-            raise ValueError(
-                f"edge_likelihood must be censored or clipped (got {self.edge_likelihood!r})"
-            )
+        check_edge_likelihood(self.edge_likelihood)
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0 (got {self.learning_rate})")

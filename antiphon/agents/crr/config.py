@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from antiphon.agents.bc.config import EdgeLikelihood, check_edge_likelihood
+
 
 @dataclasses.dataclass(frozen=True)
 class CRRConfig:
@@ -19,7 +21,7 @@ class CRRConfig:
     # How a dataset action on the box edge (|a| = 1, common: behaviour actions are clipped) enters
     # log pi(a|s): "censored" as mass beyond tanh^-1(0.999) (acme), "clipped" as the density at
     # 1 - 1e-5 (agents/networks.py tanh_gaussian_log_prob).
-    edge_likelihood: Literal["censored", "clipped"] = "censored"
+    edge_likelihood: EdgeLikelihood = "censored"
     # Critic.
     critic_type: Literal["scalar", "c51", "mog"] = "scalar"
     num_td_samples: int = 1  # N_td next actions a' ~ pi_target(s') per transition
@@ -60,9 +62,6 @@ class CRRConfig:
             raise ValueError("batch_size and sgd_steps_per_call must be >= 1")
         if not 0.0 <= self.discount <= 1.0:
             raise ValueError(f"discount must be in [0, 1] (got {self.discount})")
-        if self.edge_likelihood not in ("censored", "clipped"):
-            raise ValueError(
-                f"edge_likelihood must be censored or clipped (got {self.edge_likelihood!r})"
-            )
+        check_edge_likelihood(self.edge_likelihood)
         if self.cwp_samples < 1 or self.cwp_temperature <= 0:
             raise ValueError("cwp_samples must be >= 1 and cwp_temperature > 0")
