@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import glob
 import json
 import os
@@ -290,7 +291,7 @@ def learn(args: argparse.Namespace) -> None:
                         run_dir,
                         "--overwrite",
                         "--eval-every",
-                        str(args.steps),
+                        str(args.eval_every or args.steps),
                         "--eval-episodes",
                         str(args.eval_episodes),
                         "--no-progress",
@@ -306,8 +307,8 @@ def learn(args: argparse.Namespace) -> None:
                     if out.returncode != 0:
                         raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
                     with open(os.path.join(run_dir, "logs", "evaluator.csv")) as f:
-                        last = f.read().strip().splitlines()[-1].split(",")
-                    result = {"eval_return_mean": float(last[2])}
+                        rows = list(csv.DictReader(f))
+                    result = {"eval_return_mean": float(rows[-1]["eval_return_mean"])}
                 else:
                     result = _run_json(
                         [
@@ -409,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     learn_p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     learn_p.add_argument("--steps", type=int, default=20_000)
     learn_p.add_argument("--eval-episodes", type=int, default=10)
+    learn_p.add_argument(
+        "--eval-every", type=int, default=0, help="ours: evaluate every N steps (0: at the end)"
+    )
     learn_p.add_argument("--side", choices=["ours", "d3rlpy"], default="ours")
     learn_p.add_argument("--root", default="runs/offline")
     learn_p.add_argument("--threads", type=int, default=1)
