@@ -264,6 +264,12 @@ def _run_name(side: str, method: str, dataset: str, seed: int) -> str:
     return f"{task}-{name}-{side}-{method}-s{seed}"
 
 
+def _evaluation_curve(run_dir: str) -> list[float]:
+    """The evaluator's mean return at each evaluation of an antiphon run, in order."""
+    with open(os.path.join(run_dir, "logs", "evaluator.csv")) as f:
+        return [float(row["eval_return_mean"]) for row in csv.DictReader(f)]
+
+
 def learn(args: argparse.Namespace) -> None:
     os.makedirs(args.root, exist_ok=True)
     for dataset in args.datasets:
@@ -306,9 +312,7 @@ def learn(args: argparse.Namespace) -> None:
                     )
                     if out.returncode != 0:
                         raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
-                    with open(os.path.join(run_dir, "logs", "evaluator.csv")) as f:
-                        rows = list(csv.DictReader(f))
-                    result = {"eval_return_mean": float(rows[-1]["eval_return_mean"])}
+                    result = {"eval_return_mean": _evaluation_curve(run_dir)[-1]}
                 else:
                     result = _run_json(
                         [
@@ -368,10 +372,9 @@ def report(args: argparse.Namespace) -> str:
             r = json.load(f)
         key = (r["dataset"], r["side"], r["method"])
         rows.setdefault(key, []).append(float(r["eval_return_mean"]))
-        evaluations = os.path.join(path[: -len(".json")], "logs", "evaluator.csv")
-        if os.path.exists(evaluations):
-            with open(evaluations) as f:
-                curve = [float(row["eval_return_mean"]) for row in csv.DictReader(f)]
+        run_dir = path[: -len(".json")]  # ours: learn() writes NAME.json beside run dir NAME
+        if os.path.exists(os.path.join(run_dir, "logs", "evaluator.csv")):
+            curve = _evaluation_curve(run_dir)
             if len(curve) > args.last:
                 late.setdefault(key, []).append(float(np.mean(curve[-args.last :])))
     datasets = sorted({k[0] for k in rows})
