@@ -5,18 +5,23 @@
          jitted SGD step on a fixed device batch, one step per call). Writes JSON + markdown.
   learn  trains ours (`antiphon train --agent M --dataset F`) and d3rlpy's methods on the same
          files, same networks (256, 256), batch 256, same gradient steps; one process per run.
+  evaluate re-evaluates each of our runs' final policy snapshot on N fresh episodes (greedy, the
+         same environment seeds for every run), so the final return has a smaller error than the
+         training run's own evaluation; `report` shows it as a column.
   report the learning table: final evaluation return per method and dataset (mean, 95 %
          bootstrap interval over seeds) next to the behaviour data's mean return.
 
   python -m benchmarks.offline_side_by_side speed --dataset datasets/walker-walk/medium.hdf5
   python -m benchmarks.offline_side_by_side learn --datasets F1 F2 --methods crr bc \
       --seeds 0 1 2 --steps 20000 --side ours
+  python -m benchmarks.offline_side_by_side evaluate --root runs/offline --episodes 100
   python -m benchmarks.offline_side_by_side report --root runs/offline
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
 import glob
 import json
@@ -352,6 +357,85 @@ def learn(args: argparse.Namespace) -> None:
                 )
 
 
+def _reevaluation_path(run_dir: str, episodes: int) -> str:
+    return os.path.join(run_dir, f"final{episodes}.json")
+
+
+def _reevaluate(run_dir: str, episodes: int, seed: int, threads: int) -> dict[str, Any]:
+    """Plays the run's latest policy snapshot greedily for `episodes` episodes (`antiphon collect`
+    with no action noise) and returns the per-episode returns."""
+    from antiphon.environments.datasets import load_dataset
+
+    with open(os.path.join(run_dir, "config.json")) as f:
+        environment = json.load(f)["env"]
+    out = os.path.join(run_dir, f"final{episodes}.hdf5")
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "antiphon"),
+        "collect",
+        "--env",
+        environment,
+        "--policy",
+        f"{run_dir}@latest",
+        "--action-noise",
+        "0",
+        "--episodes",
+        str(episodes),
+        "--seed",
+        str(seed),
+        "--out",
+        out,
+        "--format",
+        "hdf5",
+        "--overwrite",
+        "--no-progress",
+    ]
+    done = subprocess.run(
+        command, env=_thread_env(threads), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{run_dir}: collect failed:\n{done.stderr[-3000:]}")
+    try:
+        dataset = load_dataset(out)
+        returns = [float(r) for r in dataset.episode_returns()]
+        policy = dataset.metadata["policy"]
+    finally:
+        os.remove(out)
+    return {
+        "episodes": episodes,
+        "seed": seed,
+        "snapshot": policy["snapshot"],
+        "snapshot_steps": policy["snapshot_steps"],
+        "episode_returns": returns,
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+    }
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    pending = []
+    for path in sorted(glob.glob(os.path.join(args.root, "*.json"))):
+        run_dir = path[: -len(".json")]
+        if not os.path.exists(os.path.join(run_dir, "snapshots")):
+            continue  # d3rlpy's runs keep no snapshots
+        if not os.path.exists(_reevaluation_path(run_dir, args.episodes)):
+            pending.append(run_dir)
+
+    def one(run_dir: str) -> str:
+        started = time.time()
+        result = _reevaluate(run_dir, args.episodes, args.seed, args.threads)
+        with open(_reevaluation_path(run_dir, args.episodes), "w") as f:
+            json.dump(result, f, indent=1)
+        return (
+            f"{os.path.basename(run_dir)}: {result['return_mean']:.1f} +- "
+            f"{result['return_std']:.1f} over {args.episodes} episodes "
+            f"({time.time() - started:.0f} s)"
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
+        for i, line in enumerate(pool.map(one, pending), 1):
+            print(f"[{i}/{len(pending)}] {line}", file=sys.stderr, flush=True)
+
+
 def _bootstrap_ci(values: list[float]) -> tuple[float, float]:
     rng = np.random.default_rng(0)
     if len(values) < 2:
@@ -367,6 +451,8 @@ def report(args: argparse.Namespace) -> str:
     # Ours, where a run evaluated more than once: the mean of its last `--last` evaluations per
     # seed (the TD3+BC paper's protocol, over fewer evaluations), less noisy than the final one.
     late: dict[tuple[str, str, str], list[float]] = {}
+    # Ours, where `evaluate` has run: the final snapshot's mean return on `--episodes` fresh ones.
+    fresh: dict[tuple[str, str, str], list[float]] = {}
     for path in sorted(glob.glob(os.path.join(args.root, "*.json"))):
         with open(path) as f:
             r = json.load(f)
@@ -377,29 +463,45 @@ def report(args: argparse.Namespace) -> str:
             curve = _evaluation_curve(run_dir)
             if len(curve) > args.last:
                 late.setdefault(key, []).append(float(np.mean(curve[-args.last :])))
+        if os.path.exists(_reevaluation_path(run_dir, args.episodes)):
+            with open(_reevaluation_path(run_dir, args.episodes)) as f:
+                fresh.setdefault(key, []).append(float(json.load(f)["return_mean"]))
+
+    def mean_and_ci(values: list[float], expected: int) -> str:
+        if len(values) != expected:
+            return "-"
+        lo, hi = _bootstrap_ci(values)
+        return f"{np.mean(values):.1f} [{lo:.1f}, {hi:.1f}]"
+
     datasets = sorted({k[0] for k in rows})
     table = []
     for dataset in datasets:
-        behaviour = load_dataset(dataset).summary()["return_mean"]
+        behaviour = load_dataset(dataset).episode_returns().tolist()
         label = os.path.relpath(dataset)
-        table.append([label, "behaviour data", "-", f"{behaviour:.1f}", "-", "-"])
+        table.append(
+            [
+                label,
+                "behaviour data",
+                "-",
+                mean_and_ci(behaviour, len(behaviour)),
+                f"{len(behaviour)} episodes",
+                "-",
+                "-",
+            ]
+        )
         for (d, side, method), values in sorted(rows.items()):
             if d != dataset:
                 continue
-            lo, hi = _bootstrap_ci(values)
-            late_values = late.get((d, side, method), [])
-            late_text = "-"
-            if len(late_values) == len(values):
-                late_lo, late_hi = _bootstrap_ci(late_values)
-                late_text = f"{np.mean(late_values):.1f} [{late_lo:.1f}, {late_hi:.1f}]"
+            key = (d, side, method)
             table.append(
                 [
                     label,
                     f"{'antiphon' if side == 'ours' else 'd3rlpy'} {method}",
                     str(len(values)),
-                    f"{np.mean(values):.1f} [{lo:.1f}, {hi:.1f}]",
+                    mean_and_ci(values, len(values)),
                     ", ".join(f"{v:.0f}" for v in values),
-                    late_text,
+                    mean_and_ci(late.get(key, []), len(values)),
+                    mean_and_ci(fresh.get(key, []), len(values)),
                 ]
             )
     return common.markdown_table(
@@ -410,6 +512,7 @@ def report(args: argparse.Namespace) -> str:
             "final eval return, mean [95 % CI]",
             "per seed",
             f"mean of the last {args.last} evaluations [95 % CI]",
+            f"final policy on {args.episodes} fresh episodes [95 % CI]",
         ],
         table,
     )
@@ -443,10 +546,17 @@ def main(argv: list[str] | None = None) -> int:
     learn_p.add_argument("--side", choices=["ours", "d3rlpy"], default="ours")
     learn_p.add_argument("--root", default="runs/offline")
     learn_p.add_argument("--threads", type=int, default=1)
+    e = sub.add_parser("evaluate")
+    e.add_argument("--root", default="runs/offline")
+    e.add_argument("--episodes", type=int, default=100)
+    e.add_argument("--seed", type=int, default=1000, help="environment seed, the same for all runs")
+    e.add_argument("--parallel", type=int, default=2, help="runs evaluated at once")
+    e.add_argument("--threads", type=int, default=1)
     r = sub.add_parser("report")
     r.add_argument("--root", default="runs/offline")
     r.add_argument("--name", default="offline_learning")
     r.add_argument("--last", type=int, default=3, help="evaluations averaged per seed (ours)")
+    r.add_argument("--episodes", type=int, default=100, help="the `evaluate` column to show (ours)")
     args = p.parse_args(argv)
     if args.command == "ours-speed":
         with open(args.out, "w") as f:
@@ -462,6 +572,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "learn":
         learn(args)
+        return 0
+    if args.command == "evaluate":
+        evaluate(args)
         return 0
     table = report(args)
     common.write_json({"table": table, "root": args.root}, args.name)
