@@ -26,6 +26,7 @@ import csv
 import glob
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -307,6 +308,7 @@ def learn(args: argparse.Namespace) -> None:
                         str(args.eval_episodes),
                         "--no-progress",
                         *OURS_OPTIONS[method],
+                        *shlex.split(args.ours_options),
                     ]
                     out = subprocess.run(
                         command,
@@ -317,7 +319,10 @@ def learn(args: argparse.Namespace) -> None:
                     )
                     if out.returncode != 0:
                         raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
-                    result = {"eval_return_mean": _evaluation_curve(run_dir)[-1]}
+                    result = {
+                        "eval_return_mean": _evaluation_curve(run_dir)[-1],
+                        "ours_options": args.ours_options,
+                    }
                 else:
                     result = _run_json(
                         [
@@ -544,6 +549,12 @@ def main(argv: list[str] | None = None) -> int:
         "--eval-every", type=int, default=0, help="ours: evaluate every N steps (0: at the end)"
     )
     learn_p.add_argument("--side", choices=["ours", "d3rlpy"], default="ours")
+    learn_p.add_argument(
+        "--ours-options",
+        default="",
+        help="extra `antiphon train` options for our runs (a variant: give it its own --root), "
+        "e.g. '--baseline max'",
+    )
     learn_p.add_argument("--root", default="runs/offline")
     learn_p.add_argument("--threads", type=int, default=1)
     e = sub.add_parser("evaluate")
