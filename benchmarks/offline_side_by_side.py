@@ -123,18 +123,28 @@ def ours_speed(method: str, dataset_path: str, steps: int) -> dict[str, Any]:
     }
 
 
+def _run(command: list[str], threads: int) -> None:
+    """Runs `command` in a subprocess with `threads` threads; raises with the tail of its stderr
+    if it fails."""
+    out = subprocess.run(
+        command, env=_thread_env(threads), capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{out.stderr[-3000:]}")
+
+
+def _antiphon_command(*arguments: str) -> list[str]:
+    """This environment's `antiphon` CLI with `arguments`."""
+    return [os.path.join(os.path.dirname(sys.executable), "antiphon"), *arguments]
+
+
 def _run_json(command: list[str], threads: int) -> dict[str, Any]:
     """Runs a benchmark subprocess; its result is the JSON it writes to `--out`."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         out_path = os.path.join(tmp, "result.json")
-        command = [*command, "--out", out_path]
-        out = subprocess.run(
-            command, env=_thread_env(threads), capture_output=True, text=True, check=False
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{out.stderr[-3000:]}")
+        _run([*command, "--out", out_path], threads)
         with open(out_path) as f:
             return json.load(f)
 
@@ -288,8 +298,7 @@ def learn(args: argparse.Namespace) -> None:
                 started = time.time()
                 if args.side == "ours":
                     run_dir = os.path.join(args.root, name)
-                    command = [
-                        os.path.join(os.path.dirname(sys.executable), "antiphon"),
+                    command = _antiphon_command(
                         "train",
                         "--agent",
                         method,
@@ -309,16 +318,8 @@ def learn(args: argparse.Namespace) -> None:
                         "--no-progress",
                         *OURS_OPTIONS[method],
                         *shlex.split(args.ours_options),
-                    ]
-                    out = subprocess.run(
-                        command,
-                        env=_thread_env(args.threads),
-                        capture_output=True,
-                        text=True,
-                        check=False,
                     )
-                    if out.returncode != 0:
-                        raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
+                    _run(command, args.threads)
                     result = {
                         "eval_return_mean": _evaluation_curve(run_dir)[-1],
                         "ours_options": args.ours_options,
@@ -374,8 +375,7 @@ def _reevaluate(run_dir: str, episodes: int, seed: int, threads: int) -> dict[st
     with open(os.path.join(run_dir, "config.json")) as f:
         environment = json.load(f)["env"]
     out = os.path.join(run_dir, f"final{episodes}.hdf5")
-    command = [
-        os.path.join(os.path.dirname(sys.executable), "antiphon"),
+    command = _antiphon_command(
         "collect",
         "--env",
         environment,
@@ -393,12 +393,8 @@ def _reevaluate(run_dir: str, episodes: int, seed: int, threads: int) -> dict[st
         "hdf5",
         "--overwrite",
         "--no-progress",
-    ]
-    done = subprocess.run(
-        command, env=_thread_env(threads), capture_output=True, text=True, check=False
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"{run_dir}: collect failed:\n{done.stderr[-3000:]}")
+    _run(command, threads)
     try:
         dataset = load_dataset(out)
         returns = [float(r) for r in dataset.episode_returns()]
