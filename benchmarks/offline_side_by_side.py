@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import common
+from benchmarks.d3rlpy_side import METHODS as D3RLPY_METHODS  # imports d3rlpy only when run
 
 OURS_OPTIONS = {
     # Equal settings to d3rlpy's side where the method has them (d3rlpy_side.algo_settings):
@@ -287,6 +288,10 @@ def _evaluation_curve(run_dir: str) -> list[float]:
 
 
 def learn(args: argparse.Namespace) -> None:
+    known = tuple(OURS_OPTIONS) if args.side == "ours" else D3RLPY_METHODS
+    unknown = [m for m in args.methods if m not in known]
+    if unknown:
+        raise SystemExit(f"--side {args.side}: unknown method(s) {unknown}; expected {known}")
     os.makedirs(args.root, exist_ok=True)
     for dataset in args.datasets:
         for seed in args.seeds:
