@@ -22,25 +22,18 @@ def spread(run_dir: str, stride: int = 10) -> dict[str, list[float]]:
     import jax
     import jax.numpy as jnp
 
-    from antiphon.agents.registry import get_builder_class
-    from antiphon.core import checkpointing
     from antiphon.core.types import make_environment_spec
     from antiphon.environments import make_environment
     from antiphon.environments.datasets import load_dataset
     from antiphon.environments.datasets.collect import (
-        _run_config,
-        config_from_record,
+        restore_snapshot,
+        run_record,
         select_snapshot,
     )
 
-    record = _run_config(run_dir)
-    builder_class = get_builder_class(record["agent"])
-    builder = builder_class(config_from_record(builder_class.config_class, record["config"]))
+    record = run_record(run_dir)
     env_spec = make_environment_spec(make_environment(record["env"], seed=0))
-    networks = builder.make_networks(env_spec)
-    template = networks.init(jax.random.PRNGKey(0), env_spec)
-    template = template[0] if isinstance(template, tuple) else template
-    params = checkpointing.restore_pytree(select_snapshot(run_dir, "latest").path, template)
+    _, networks, params = restore_snapshot(run_dir, select_snapshot(run_dir, "latest"), env_spec)
     arrays = load_dataset(record["dataset"]).arrays()
     mean, std = networks.policy_apply(params, jnp.asarray(arrays["observations"][::stride]))
     actions = arrays["actions"][::stride]

@@ -84,7 +84,8 @@ def select_snapshot(run_dir: str, which: str = "expert") -> Snapshot:
     raise CollectError(f"unknown snapshot '{which}' (expert | medium | latest | step=N)")
 
 
-def _run_config(run_dir: str) -> dict[str, Any]:
+def run_record(run_dir: str) -> dict[str, Any]:
+    """The run directory's config.json record (agent, config, env, dataset, ...)."""
     path = os.path.join(run_dir, "config.json")
     if not os.path.exists(path):
         raise CollectError(f"{run_dir}: not an antiphon run directory (no config.json)")
@@ -99,22 +100,30 @@ def config_from_record(config_class, fields: dict[str, Any]):
     return config_class(**values)
 
 
+def restore_snapshot(run_dir: str, snapshot: Snapshot, env_spec):
+    """(builder, networks, policy params) of a run's policy snapshot, rebuilt from the run's
+    recorded agent and config."""
+    import jax
+
+    from antiphon.agents.registry import get_builder_class
+    from antiphon.core import checkpointing
+
+    record = run_record(run_dir)
+    builder_class = get_builder_class(record["agent"])
+    builder = builder_class(config_from_record(builder_class.config_class, record["config"]))
+    networks = builder.make_networks(env_spec)
+    template = networks.init(jax.random.PRNGKey(0), env_spec)
+    template = template[0] if isinstance(template, tuple) else template
+    return builder, networks, checkpointing.restore_pytree(snapshot.path, template)
+
+
 def snapshot_policy(run_dir: str, snapshot: Snapshot, env_spec, action_noise: float, seed: int):
     """A numpy policy `observation -> action` acting with the snapshot's parameters."""
     import jax
     import jax.numpy as jnp
 
-    from antiphon.agents.registry import get_builder_class
-    from antiphon.core import checkpointing
-
-    record = _run_config(run_dir)
-    builder_class = get_builder_class(record["agent"])
-    builder = builder_class(config_from_record(builder_class.config_class, record["config"]))
-    networks = builder.make_networks(env_spec)
+    builder, networks, params = restore_snapshot(run_dir, snapshot, env_spec)
     policy = builder.make_policy(networks, evaluation=True)
-    template = networks.init(jax.random.PRNGKey(0), env_spec)
-    template = template[0] if isinstance(template, tuple) else template
-    params = checkpointing.restore_pytree(snapshot.path, template)
     rng = np.random.default_rng(seed)
     key = jax.random.PRNGKey(seed)
 
@@ -210,7 +219,7 @@ def collect(
 
     kind, run_dir, which = parse_policy(policy)
     if run_dir is not None:
-        record = _run_config(run_dir)
+        record = run_record(run_dir)
         if record.get("env") != environment_name:
             raise CollectError(
                 f"{run_dir} trained on '{record.get('env')}', not '{environment_name}'"
@@ -278,7 +287,7 @@ def collect_recipe(
         raise CollectError(f"unknown dataset(s) {unknown} (recipe: {', '.join(RECIPE)})")
     out: dict[str, Dataset] = {}
     # Every dataset, random included, sees the environment the run trained on.
-    action_repeat = int(_run_config(run_dir).get("action_repeat", 1))
+    action_repeat = int(run_record(run_dir).get("action_repeat", 1))
     policies = {
         "random": "random",
         "medium": f"{run_dir}@medium",
