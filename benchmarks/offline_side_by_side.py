@@ -376,9 +376,9 @@ def _reevaluate(run_dir: str, episodes: int, seed: int, threads: int) -> dict[st
     """Plays the run's latest policy snapshot greedily for `episodes` episodes (`antiphon collect`
     with no action noise) and returns the per-episode returns."""
     from antiphon.environments.datasets import load_dataset
+    from antiphon.environments.datasets.collect import run_record
 
-    with open(os.path.join(run_dir, "config.json")) as f:
-        environment = json.load(f)["env"]
+    environment = run_record(run_dir)["env"]
     out = os.path.join(run_dir, f"final{episodes}.hdf5")
     command = _antiphon_command(
         "collect",
