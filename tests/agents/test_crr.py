@@ -320,3 +320,56 @@ def test_censored_edge_gradient_pushes_the_mean_out_without_chasing_atanh_of_one
     assert grad(5.0, "censored") < 1e-3  # mass already beyond atanh(0.999) = 3.8
     assert grad(5.0, "clipped") > 100.0  # still pulled towards 6.1 with weight 1 / std^2
     assert np.isfinite(grad(-3.0, "censored"))
+
+
+def test_policy_heads_are_the_two_linear_layers_they_replace():
+    # TanhGaussianPolicy runs its mean and scale heads as one matmul; its parameters (names,
+    # shapes, initial values) and outputs must stay those of two hk.Linear heads, so snapshots
+    # written before still restore and mean the same policy.
+    import haiku as hk
+
+    def reference(observation):
+        with hk.experimental.name_scope("tanh_gaussian_policy"):
+            x = shared.MLP((16, 16))(observation)
+            mean = hk.Linear(ACT_DIM, name="mean")(x)
+            raw_scale = hk.Linear(ACT_DIM, name="scale")(x)
+        return mean, jax.nn.softplus(raw_scale) + 1e-3
+
+    def policy(observation):
+        return shared.TanhGaussianPolicy((16, 16), ACT_DIM)(observation)
+
+    observation = jax.random.normal(jax.random.PRNGKey(1), (BATCH, OBS_DIM))
+    reference_t = hk.without_apply_rng(hk.transform(reference))
+    policy_t = hk.without_apply_rng(hk.transform(policy))
+    params = policy_t.init(jax.random.PRNGKey(0), observation)
+    reference_params = reference_t.init(jax.random.PRNGKey(0), observation)
+    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(reference_params)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params, reference_params)
+    # Non-zero biases, so a swapped or misaligned head would show.
+    params = jax.tree_util.tree_map(lambda p: p + 0.1 * jnp.ones_like(p), params)
+    params["tanh_gaussian_policy/scale"]["b"] = jnp.array([0.3, -0.7])
+    for got, want in zip(
+        policy_t.apply(params, observation),
+        reference_t.apply(params, observation),
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_flattened_optimizer_is_clip_then_adam():
+    # make_optimizer runs clip-by-global-norm and Adam on one flat vector; the updates must be
+    # those of the per-array chain, on steps where the clip triggers and where it does not.
+    import optax
+
+    params = {"a": {"w": jnp.ones((3, 2)), "b": jnp.zeros((2,))}, "c": jnp.arange(4.0)}
+    reference = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.1))
+    flat = learning.make_optimizer(0.1, 1.0)
+    reference_state, flat_state = reference.init(params), flat.init(params)
+    for scale in (10.0, 0.01, 3.0):  # global norms above, below, above the clip
+        grads = jax.tree_util.tree_map(lambda p, s=scale: s * (p + 1.0), params)
+        want, reference_state = reference.update(grads, reference_state, params)
+        got, flat_state = flat.update(grads, flat_state, params)
+        jax.tree_util.tree_map(
+            lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7), got, want
+        )
+        params = optax.apply_updates(params, got)

@@ -150,9 +150,17 @@ def make_losses(networks: CRRNetworks, config: CRRConfig):
 
 
 def make_optimizer(learning_rate: float, max_gradient_norm: float) -> optax.GradientTransformation:
+    """Adam, after clipping the gradient's global norm to `max_gradient_norm` (0: no clip).
+
+    `optax.flatten` runs both on one vector of all the parameters: the same arithmetic, but a
+    handful of fused kernels instead of several per parameter array. With the global norm (a
+    reduction over every array before any update) that was a fifth of BC's step on one CPU core.
+    """
     if max_gradient_norm and max_gradient_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(max_gradient_norm), optax.adam(learning_rate))
-    return optax.adam(learning_rate)
+        inner = optax.chain(optax.clip_by_global_norm(max_gradient_norm), optax.adam(learning_rate))
+    else:
+        inner = optax.adam(learning_rate)
+    return optax.flatten(inner)
 
 
 def make_sgd_step(networks: CRRNetworks, config: CRRConfig, policy_optimizer, critic_optimizer):
