@@ -755,6 +755,20 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"antiphon {command}: error: {e}", file=sys.stderr)
         return 2
+    except ValueError as e:
+        # A run directory whose checkpoint another version or config of the learner wrote: one
+        # line, not a traceback. (checkpointing is imported by then; cli stays light to import.)
+        from antiphon.core.checkpointing import CheckpointMismatchError
+
+        if not isinstance(e, CheckpointMismatchError):
+            raise
+        print(
+            f"antiphon {command}: error: cannot resume: {e}. The checkpoint was written by "
+            "another version or configuration of this learner; it is left as it is. Start a new "
+            "--run-dir, or pass --overwrite to discard this one.",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -103,6 +103,38 @@ def test_offline_training_from_a_dataset(recipe, tmp_path):
     assert any(n.endswith(".msgpack") for n in os.listdir(os.path.join(run_dir, "snapshots")))
 
 
+def test_resuming_from_a_checkpoint_of_another_learner_is_refused(recipe, tmp_path, capsys):
+    # A run directory whose learner checkpoint no longer fits the learner (written by an older
+    # antiphon, say): one line, exit 2, and the checkpoint left on disk untouched.
+    from antiphon.core.checkpointing import save_pytree
+
+    run_dir = str(tmp_path / "bc")
+    argv = [
+        "train", "--agent", "bc", "--dataset", recipe["medium"], "--batch-size", "32",
+        "--eval-every", "1000", "--eval-episodes", "1", "--run-dir", run_dir, "--no-progress",
+    ]  # fmt: skip
+    assert cli.main([*argv, "--steps", "16"]) == 0
+    checkpoints = os.path.join(run_dir, "checkpoints", "learner")
+    names = [n for n in os.listdir(checkpoints) if n.endswith(".msgpack")]
+    paths = [os.path.join(checkpoints, n) for n in names]
+    assert paths
+    for path in paths:
+        save_pytree(path, {"state": {"other_learner": np.zeros(3)}})
+
+    def contents():
+        return {path: open(path, "rb").read() for path in paths}
+
+    before = contents()
+    capsys.readouterr()
+    assert cli.main([*argv, "--steps", "32"]) == 2
+    err = capsys.readouterr().err.strip()
+    # The run's "resuming ..." line, then the error on one line; no traceback.
+    assert "Traceback" not in err, err
+    last = err.splitlines()[-1]
+    assert last.startswith("antiphon train: error: cannot resume") and checkpoints in last, err
+    assert contents() == before
+
+
 # ---- bad input: one line, exit 2, no run directory
 
 

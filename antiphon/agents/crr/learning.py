@@ -154,7 +154,8 @@ def make_optimizer(learning_rate: float, max_gradient_norm: float) -> optax.Grad
 
     `optax.flatten` runs both on one vector of all the parameters: the same arithmetic, but a
     handful of fused kernels instead of several per parameter array. With the global norm (a
-    reduction over every array before any update) that was a fifth of BC's step on one CPU core.
+    reduction over every array before any update) that was about 15 % of BC's step on one CPU
+    core (benchmarks/RESULTS.md).
     """
     if max_gradient_norm and max_gradient_norm > 0:
         inner = optax.chain(optax.clip_by_global_norm(max_gradient_norm), optax.adam(learning_rate))
