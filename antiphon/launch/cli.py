@@ -762,10 +762,15 @@ def main(argv: list[str] | None = None) -> int:
 
         if not isinstance(e, CheckpointMismatchError):
             raise
+        # train resumes a run's learner; collect reads a run's policy snapshots.
+        what, hint = (
+            ("cannot resume", " Start a new --run-dir, or pass --overwrite to discard this one.")
+            if command == "train"
+            else ("cannot read a checkpoint", "")
+        )
         print(
-            f"antiphon {command}: error: cannot resume: {e}. The checkpoint was written by "
-            "another version or configuration of this learner; it is left as it is. Start a new "
-            "--run-dir, or pass --overwrite to discard this one.",
+            f"antiphon {command}: error: {what}: {e}. It was written by another version or "
+            f"configuration of this agent, and is left as it is.{hint}",
             file=sys.stderr,
         )
         return 2
