@@ -5,6 +5,7 @@ an offline agent; bad datasets are refused with one line and exit status 2."""
 
 import json
 import os
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -122,7 +123,7 @@ def test_resuming_from_a_checkpoint_of_another_learner_is_refused(recipe, tmp_pa
         save_pytree(path, {"state": {"other_learner": np.zeros(3)}})
 
     def contents():
-        return {path: open(path, "rb").read() for path in paths}
+        return {path: Path(path).read_bytes() for path in paths}
 
     before = contents()
     capsys.readouterr()
