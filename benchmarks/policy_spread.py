@@ -1,11 +1,13 @@
-"""How wide a trained tanh-Gaussian policy is on its own dataset's states.
+"""How wide a trained policy is on its own dataset's states.
 
 For each run directory (an offline `antiphon train` run of CRR or BC), per action dimension, over
 every 10th dataset state: the latest policy snapshot's action-space spread (the standard deviation
-of 16 samples tanh(mean + std * noise), median over states), its pre-tanh standard deviation
-(median), the fraction of states where |pre-tanh mean| > 2 (tanh > 0.96: the greedy action sits at
-the box edge), and the dataset's fraction of actions on the edge (|a| >= 0.999). The behaviour of
-a `medium` dataset adds N(0, 0.1) noise to its actions, so 0.1 is the spread it acted with.
+of 16 samples of pi, median over states) and the dataset's fraction of actions on the edge
+(|a| >= 0.999). For a tanh-Gaussian policy also its pre-tanh standard deviation (median) and the
+fraction of states where |pre-tanh mean| > 2 (tanh > 0.96: the greedy action sits at the box edge);
+for a Gaussian mixture, the fraction where the greedy action is on the edge (|a| >= 0.999). The
+behaviour of a `medium` dataset adds N(0, 0.1) noise to its actions, so 0.1 is the spread it acted
+with.
 
     python -m benchmarks.policy_spread runs/offline/cheetah-run-medium-ours-crr-s0
 """
@@ -35,16 +37,19 @@ def spread(run_dir: str, stride: int = 10) -> dict[str, list[float]]:
     env_spec = make_environment_spec(make_environment(record["env"], seed=0))
     _, networks, params = restore_snapshot(run_dir, select_snapshot(run_dir, "latest"), env_spec)
     arrays = load_dataset(record["dataset"]).arrays()
-    mean, std = networks.policy_apply(params, jnp.asarray(arrays["observations"][::stride]))
+    dist = networks.policy_apply(params, jnp.asarray(arrays["observations"][::stride]))
     actions = arrays["actions"][::stride]
-    noise = jax.random.normal(jax.random.PRNGKey(0), (16, *mean.shape))
-    samples = np.tanh(np.asarray(mean + std * noise))
-    return {
-        "action_sample_std_median": np.median(samples.std(axis=0), axis=0).tolist(),
-        "pre_tanh_std_median": np.median(np.asarray(std), axis=0).tolist(),
-        "policy_at_edge_fraction": (np.abs(np.asarray(mean)) > 2).mean(axis=0).tolist(),
-        "data_at_edge_fraction": (np.abs(actions) >= 0.999).mean(axis=0).tolist(),
-    }
+    samples = np.asarray(networks.head.sample(dist, jax.random.PRNGKey(0), 16))
+    figures = {"action_sample_std_median": np.median(samples.std(axis=0), axis=0).tolist()}
+    if networks.head.kind == "tanh_gaussian":
+        mean, std = dist
+        figures["pre_tanh_std_median"] = np.median(np.asarray(std), axis=0).tolist()
+        figures["policy_at_edge_fraction"] = (np.abs(np.asarray(mean)) > 2).mean(axis=0).tolist()
+    else:
+        greedy = np.asarray(networks.head.mode(dist))
+        figures["policy_at_edge_fraction"] = (np.abs(greedy) >= 0.999).mean(axis=0).tolist()
+    figures["data_at_edge_fraction"] = (np.abs(actions) >= 0.999).mean(axis=0).tolist()
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 
 import haiku as hk
 import jax
@@ -235,3 +236,135 @@ def tanh_gaussian_sample(
 def tanh_gaussian_mode(mean: jax.Array) -> jax.Array:
     """The deterministic action used for evaluation: tanh(mean)."""
     return jnp.tanh(mean)
+
+
+class GaussianMixturePolicy(hk.Module):
+    """obs -> MLP -> a mixture of K diagonal Gaussians over the action (the CRR authors' policy
+    head: a mixture of 5 Gaussians, ALGORITHMS.md §1.5). No squashing: samples are clipped to the
+    box, so a dataset action on |a| = 1 has an ordinary finite density.
+
+    Returns (logits [.., K], mean [.., K, A], std [.., K, A]); std = softplus(raw + b) + min_scale,
+    with b chosen so that a zero pre-activation gives std = init_scale.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        action_dim: int,
+        num_components: int = 5,
+        init_scale: float = 0.3,
+        min_scale: float = 1e-3,
+        name: str | None = None,
+    ):
+        super().__init__(name=name)
+        self._layer_sizes = layer_sizes
+        self._action_dim = action_dim
+        self._num_components = num_components
+        self._init_scale = init_scale
+        self._min_scale = min_scale
+
+    def __call__(self, observation: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        k, a = self._num_components, self._action_dim
+        x = MLP(self._layer_sizes)(observation)
+        # One matmul for the three heads, as in TanhGaussianPolicy.
+        heads = [
+            _LinearParameters(size, name=n)(x.shape[-1])
+            for n, size in (("logits", k), ("mean", k * a), ("scale", k * a))
+        ]
+        out = x @ jnp.concatenate([w for w, _ in heads], 1) + jnp.concatenate([b for _, b in heads])
+        logits, mean, raw_scale = jnp.split(out, [k, k + k * a], axis=-1)
+        batch_shape = observation.shape[:-1]
+        mean = mean.reshape((*batch_shape, k, a))
+        offset = np.log(np.expm1(self._init_scale - self._min_scale))  # softplus^-1
+        std = jax.nn.softplus(raw_scale.reshape((*batch_shape, k, a)) + offset) + self._min_scale
+        return logits, mean, std
+
+
+def gaussian_mixture_log_prob(
+    logits: jax.Array, mean: jax.Array, std: jax.Array, action: jax.Array
+) -> jax.Array:
+    """log pi(a|s) = logsumexp_k [ log softmax(logits)_k + sum_d log N(a_d; mean_kd, std_kd) ]."""
+    z = (action[..., None, :] - mean) / std
+    log_normal = jnp.sum(-0.5 * jnp.square(z) - jnp.log(std) - 0.5 * np.log(2 * np.pi), axis=-1)
+    return jax.nn.logsumexp(jax.nn.log_softmax(logits) + log_normal, axis=-1)
+
+
+def gaussian_mixture_sample(
+    logits: jax.Array,
+    mean: jax.Array,
+    std: jax.Array,
+    key: jax.Array,
+    num_samples: int | None = None,
+) -> jax.Array:
+    """k ~ Categorical(logits), a = clip(mean_k + std_k * eps, -1, 1); with `num_samples`, shape
+    [num_samples, *batch, A]."""
+    component_key, noise_key = jax.random.split(key)
+    sample_shape = () if num_samples is None else (num_samples,)
+    component = jax.random.categorical(
+        component_key, logits, shape=sample_shape + logits.shape[:-1]
+    )
+    mean_k = jnp.take_along_axis(
+        jnp.broadcast_to(mean, sample_shape + mean.shape), component[..., None, None], axis=-2
+    )[..., 0, :]
+    std_k = jnp.take_along_axis(
+        jnp.broadcast_to(std, sample_shape + std.shape), component[..., None, None], axis=-2
+    )[..., 0, :]
+    noise = jax.random.normal(noise_key, mean_k.shape, mean_k.dtype)
+    return jnp.clip(mean_k + std_k * noise, -1.0, 1.0)
+
+
+def gaussian_mixture_mode(logits: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
+    """The deterministic action for evaluation: the mean of the most probable component, clipped
+    to the box (a mixture's mode has no closed form; the heaviest component's mean is the usual
+    stand-in, and with well-separated components it is close to the mode)."""
+    del std
+    best = jnp.argmax(logits, axis=-1)
+    return jnp.clip(jnp.take_along_axis(mean, best[..., None, None], axis=-2)[..., 0, :], -1, 1)
+
+
+POLICY_HEADS = ("tanh_gaussian", "gaussian_mixture")
+
+
+class PolicyHead(typing.NamedTuple):
+    """A stochastic policy as pure functions of the network's output `dist` (a tuple of arrays):
+
+    kind: "tanh_gaussian" | "gaussian_mixture"
+    network(observation) -> dist     (a Haiku function, to transform)
+    log_prob(dist, action) -> [..]   (summed over action dimensions)
+    sample(dist, key, num_samples=None) -> action in [-1, 1]
+    mode(dist) -> action in [-1, 1]  (the greedy evaluation action)
+    """
+
+    kind: str
+    network: Callable
+    log_prob: Callable
+    sample: Callable
+    mode: Callable
+
+
+def make_policy_head(
+    kind: str,
+    layer_sizes: Sequence[int],
+    action_dim: int,
+    edge_likelihood: str = "censored",
+    num_components: int = 5,
+) -> PolicyHead:
+    """ "tanh_gaussian" (acme JAX CRR, BC; `edge_likelihood` applies) or "gaussian_mixture" (the
+    CRR authors' mixture of `num_components` diagonal Gaussians)."""
+    if kind == "tanh_gaussian":
+        return PolicyHead(
+            kind=kind,
+            network=lambda obs: TanhGaussianPolicy(layer_sizes, action_dim)(obs),
+            log_prob=lambda dist, a: tanh_gaussian_log_prob(*dist, a, edge_likelihood),
+            sample=lambda dist, key, n=None: tanh_gaussian_sample(*dist, key, n),
+            mode=lambda dist: tanh_gaussian_mode(dist[0]),
+        )
+    if kind == "gaussian_mixture":
+        return PolicyHead(
+            kind=kind,
+            network=lambda obs: GaussianMixturePolicy(layer_sizes, action_dim, num_components)(obs),
+            log_prob=lambda dist, a: gaussian_mixture_log_prob(*dist, a),
+            sample=lambda dist, key, n=None: gaussian_mixture_sample(*dist, key, n),
+            mode=lambda dist: gaussian_mixture_mode(*dist),
+        )
+    raise ValueError(f"unknown policy head {kind!r}; expected one of {POLICY_HEADS}")

@@ -373,3 +373,113 @@ def test_flattened_optimizer_is_clip_then_adam():
             lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7), got, want
         )
         params = optax.apply_updates(params, got)
+
+
+# ---- the authors' policy head: a mixture of diagonal Gaussians
+
+
+def test_gaussian_mixture_log_prob_hand_values():
+    # Two components over a 2-d action; weights softmax([0, log 3]) = (1/4, 3/4).
+    logits = jnp.array([0.0, np.log(3.0)])
+    mean = jnp.array([[0.0, 0.5], [-0.5, 1.0]])
+    std = jnp.array([[1.0, 0.5], [0.2, 0.1]])
+    action = jnp.array([0.2, 1.0])  # on the box edge in dimension 2: an ordinary density here
+
+    def normal(x, m, s):
+        return np.exp(-0.5 * ((x - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
+
+    first = normal(0.2, 0.0, 1.0) * normal(1.0, 0.5, 0.5)
+    second = normal(0.2, -0.5, 0.2) * normal(1.0, 1.0, 0.1)
+    expected = np.log(0.25 * first + 0.75 * second)
+    got = shared.gaussian_mixture_log_prob(logits, mean, std, action)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # Batched: the same value for each row.
+    batched = shared.gaussian_mixture_log_prob(
+        jnp.stack([logits] * 3),
+        jnp.stack([mean] * 3),
+        jnp.stack([std] * 3),
+        jnp.stack([action] * 3),
+    )
+    np.testing.assert_allclose(batched, [expected] * 3, rtol=1e-5)
+
+
+def test_gaussian_mixture_samples_follow_the_weights_and_mode_is_the_heaviest_mean():
+    logits = jnp.log(jnp.array([[0.25, 0.75], [0.9, 0.1]]))  # two states
+    mean = jnp.array([[[-0.5], [0.5]], [[0.8], [-0.8]]])  # [B=2, K=2, A=1]
+    std = jnp.full((2, 2, 1), 0.05)
+    samples = shared.gaussian_mixture_sample(logits, mean, std, jax.random.PRNGKey(0), 20000)
+    assert samples.shape == (20000, 2, 1)
+    samples = np.asarray(samples)[..., 0]
+    np.testing.assert_allclose(np.mean(samples[:, 0] > 0), 0.75, atol=0.015)
+    np.testing.assert_allclose(np.mean(samples[:, 1] > 0), 0.9, atol=0.015)
+    np.testing.assert_allclose(samples[samples[:, 0] > 0, 0].std(), 0.05, rtol=0.05)
+    # One sample per state without num_samples; samples are clipped to the box.
+    wide = shared.gaussian_mixture_sample(logits, mean, std * 100, jax.random.PRNGKey(1))
+    assert wide.shape == (2, 1) and float(jnp.max(jnp.abs(wide))) <= 1.0
+    np.testing.assert_allclose(shared.gaussian_mixture_mode(logits, mean, std), [[0.5], [0.8]])
+    np.testing.assert_allclose(
+        shared.gaussian_mixture_mode(logits, mean * 3, std), [[1.0], [1.0]]
+    )  # clipped
+
+
+def test_gaussian_mixture_policy_starts_at_its_initial_scale():
+    config = CRRConfig(**SMALL, policy_head="gaussian_mixture", num_policy_components=3)
+    networks, policy_params, _ = _params(config)
+    zeroed = jax.tree_util.tree_map(jnp.zeros_like, policy_params)
+    logits, mean, std = networks.policy_apply(zeroed, jnp.ones((4, OBS_DIM)))
+    assert logits.shape == (4, 3) and mean.shape == (4, 3, ACT_DIM) and std.shape == mean.shape
+    np.testing.assert_allclose(std, 0.3, rtol=1e-6)
+    np.testing.assert_array_equal(logits, 0.0)
+    with pytest.raises(ValueError, match="policy_head"):
+        CRRConfig(policy_head="beta").validate()
+    with pytest.raises(ValueError, match="num_policy_components"):
+        BCConfig(policy_head="gaussian_mixture", num_policy_components=0).validate()
+
+
+def test_bc_filter_is_exactly_behaviour_cloning_with_the_mixture_head():
+    config = CRRConfig(**SMALL, filter="bc", policy_head="gaussian_mixture")
+    networks, policy_params, critic_params = _params(config)
+    _, crr_policy_loss = learning.make_losses(networks, config)
+    bc_networks = make_bc_networks(
+        ENV_SPEC, BCConfig(policy_layer_sizes=(16, 16), policy_head="gaussian_mixture")
+    )
+    bc_loss = bc_learning.make_loss(bc_networks)
+    batch, key = _batch(jax.random.PRNGKey(3)), jax.random.PRNGKey(4)
+    bc_params = bc_networks.init(jax.random.PRNGKey(0), ENV_SPEC)
+    assert jax.tree_util.tree_structure(bc_params) == jax.tree_util.tree_structure(policy_params)
+    crr_value, crr_grads = jax.value_and_grad(
+        lambda p: crr_policy_loss(p, critic_params, batch, key)[0]
+    )(policy_params)
+    bc_value, bc_grads = jax.value_and_grad(lambda p: bc_loss(p, batch)[0])(policy_params)
+    assert float(crr_value) == float(bc_value)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, crr_grads, bc_grads)
+
+
+def test_mixture_keeps_both_dataset_actions_and_crr_moves_the_mass_to_the_paying_one():
+    """On the two-action bandit a mixture fits both modes (BC's samples sit near -0.5 and +0.5,
+    about half each), which a single tanh-Gaussian cannot; CRR's weights move the mass to +0.5."""
+    common = dict(
+        **SMALL,
+        batch_size=64,
+        sgd_steps_per_call=50,
+        policy_learning_rate=3e-3,
+        critic_learning_rate=3e-3,
+        policy_head="gaussian_mixture",
+    )
+    data = _bandit_dataset()
+    samples = {}
+    for name in ("exp", "bc"):
+        builder = CRRBuilder(CRRConfig(**common, filter=name, beta=0.1))
+        networks = builder.make_networks(ENV_SPEC)
+        learner = builder.make_learner(networks, data, ENV_SPEC, jax.random.PRNGKey(0))
+        learner.run(1500)
+        [params] = learner.get_variables(["policy"])
+        dist = networks.policy_apply(params, jnp.ones((1, OBS_DIM)))
+        samples[name] = np.asarray(networks.head.sample(dist, jax.random.PRNGKey(1), 2000))[:, 0]
+        greedy = _greedy_action(builder, learner)
+        if name == "exp":
+            assert np.all(greedy > 0.3), greedy
+    near_a_mode = np.abs(np.abs(samples["bc"]) - 0.5) < 0.15
+    assert near_a_mode.mean() > 0.8, near_a_mode.mean()
+    assert 0.3 < (samples["bc"][..., 0] > 0).mean() < 0.7
+    assert (samples["exp"][..., 0] > 0).mean() > 0.9

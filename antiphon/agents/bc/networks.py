@@ -1,4 +1,4 @@
-"""BC network: the tanh-Gaussian policy shared with CRR."""
+"""BC network: the policy shared with CRR (tanh-Gaussian or Gaussian mixture)."""
 
 from __future__ import annotations
 
@@ -17,26 +17,23 @@ from antiphon.core.types import EnvironmentSpec, zeros_like_spec
 @dataclasses.dataclass(frozen=True)
 class BCNetworks:
     policy_init: Callable
-    policy_apply: Callable  # (params, obs) -> (mean, std) of the pre-tanh Gaussian
-    edge_likelihood: str = "censored"  # how dataset actions on |a| = 1 count (see log_prob)
+    policy_apply: Callable  # (params, obs) -> the distribution's parameters (see `head`)
+    head: shared.PolicyHead  # log_prob / sample / mode of policy_apply's output
 
     def init(self, key: jax.Array, env_spec: EnvironmentSpec):
         return self.policy_init(key, zeros_like_spec(env_spec.observations, (1,)))
 
     def log_prob(self, policy_params, observation, action) -> jax.Array:
-        mean, std = self.policy_apply(policy_params, observation)
-        return shared.tanh_gaussian_log_prob(mean, std, action, self.edge_likelihood)
+        return self.head.log_prob(self.policy_apply(policy_params, observation), action)
 
 
 def make_networks(env_spec: EnvironmentSpec, config: BCConfig) -> BCNetworks:
-    action_dim = int(np.prod(env_spec.actions.shape))
-
-    def policy(observation):
-        return shared.TanhGaussianPolicy(config.policy_layer_sizes, action_dim)(observation)
-
-    policy_t = hk.without_apply_rng(hk.transform(policy))
-    return BCNetworks(
-        policy_init=policy_t.init,
-        policy_apply=policy_t.apply,
+    head = shared.make_policy_head(
+        config.policy_head,
+        config.policy_layer_sizes,
+        int(np.prod(env_spec.actions.shape)),
         edge_likelihood=config.edge_likelihood,
+        num_components=config.num_policy_components,
     )
+    policy_t = hk.without_apply_rng(hk.transform(head.network))
+    return BCNetworks(policy_init=policy_t.init, policy_apply=policy_t.apply, head=head)

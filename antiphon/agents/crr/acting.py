@@ -1,8 +1,9 @@
 """CRR policies, pure functions of (params, observation, state, key).
 
-Evaluation: the greedy action tanh(mean), or with `critic_weighted_policy` the critic-weighted
-policy: K actions a_k ~ pi(s), one picked with probability softmax(Q(s, a_k) / tau) (params are
-then [policy, critic]). Behaviour: a sample of pi.
+Evaluation: the greedy action (tanh(mean); for the Gaussian mixture, the heaviest component's
+mean), or with `critic_weighted_policy` the critic-weighted policy: K actions a_k ~ pi(s), one
+picked with probability softmax(Q(s, a_k) / tau) (params are then [policy, critic]).
+Behaviour: a sample of pi.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from antiphon.agents import networks as shared
 from antiphon.agents.crr.config import CRRConfig
 from antiphon.agents.crr.networks import CRRNetworks
 
@@ -21,10 +21,8 @@ def make_policy(networks: CRRNetworks, config: CRRConfig, evaluation: bool = Tru
         def cwp_policy(params, observation, state, key):
             policy_params, critic_params = params
             sample_key, pick_key = jax.random.split(key)
-            mean, std = networks.policy_apply(policy_params, observation[None])
-            actions = shared.tanh_gaussian_sample(
-                mean[0], std[0], sample_key, config.cwp_samples
-            )  # [K, A]
+            dist = _first(networks.policy_apply(policy_params, observation[None]))
+            actions = networks.head.sample(dist, sample_key, config.cwp_samples)  # [K, A]
             observations = jnp.broadcast_to(observation, (config.cwp_samples, *observation.shape))
             q = networks.q_value(critic_params, observations, actions)
             index = jax.random.categorical(pick_key, q / config.cwp_temperature)
@@ -33,12 +31,17 @@ def make_policy(networks: CRRNetworks, config: CRRConfig, evaluation: bool = Tru
         return cwp_policy
 
     def policy(params, observation, state, key):
-        mean, std = networks.policy_apply(params, observation[None])
+        dist = _first(networks.policy_apply(params, observation[None]))
         if evaluation:
-            return shared.tanh_gaussian_mode(mean[0]), state
-        return shared.tanh_gaussian_sample(mean[0], std[0], key), state
+            return networks.head.mode(dist), state
+        return networks.head.sample(dist, key), state
 
     return policy
+
+
+def _first(dist):
+    """The distribution parameters of the one observation in a batch of one."""
+    return jax.tree_util.tree_map(lambda x: x[0], dist)
 
 
 def variable_names(config: CRRConfig, evaluation: bool = True) -> list[str] | str:

@@ -1,13 +1,19 @@
 """CRR hyperparameters (ALGORITHMS.md §1.5). Defaults: the authors' RCRR learner (Adam 1e-4,
 batch 256, global-norm clip 40, hard target copy every 100 steps, m = 4, beta = 1, clip 20),
-with acme JAX CRR's (256, 256) ReLU MLPs and tanh-Gaussian policy for the feed-forward case."""
+with acme JAX CRR's (256, 256) ReLU MLPs and tanh-Gaussian policy for the feed-forward case (the
+authors' Gaussian-mixture policy head is an option)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Literal
 
-from antiphon.agents.bc.config import EdgeLikelihood, check_edge_likelihood
+from antiphon.agents.bc.config import (
+    EdgeLikelihood,
+    PolicyHeadKind,
+    check_edge_likelihood,
+    check_policy_head,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +28,10 @@ class CRRConfig:
     # log pi(a|s): "censored" as mass beyond tanh^-1(0.999) (acme), "clipped" as the density at
     # 1 - 1e-5 (agents/networks.py tanh_gaussian_log_prob).
     edge_likelihood: EdgeLikelihood = "censored"
+    # The policy's distribution: acme JAX CRR's "tanh_gaussian" (default) or the authors'
+    # "gaussian_mixture" of K diagonal Gaussians (ALGORITHMS.md §1.5; samples clipped to the box).
+    policy_head: PolicyHeadKind = "tanh_gaussian"
+    num_policy_components: int = 5  # K, gaussian_mixture only
     # Critic.
     critic_type: Literal["scalar", "c51", "mog"] = "scalar"
     num_td_samples: int = 1  # N_td next actions a' ~ pi_target(s') per transition
@@ -63,5 +73,6 @@ class CRRConfig:
         if not 0.0 <= self.discount <= 1.0:
             raise ValueError(f"discount must be in [0, 1] (got {self.discount})")
         check_edge_likelihood(self.edge_likelihood)
+        check_policy_head(self.policy_head, self.num_policy_components)
         if self.cwp_samples < 1 or self.cwp_temperature <= 0:
             raise ValueError("cwp_samples must be >= 1 and cwp_temperature > 0")

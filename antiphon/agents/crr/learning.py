@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import optax
 
 from antiphon.agents import distributional
-from antiphon.agents import networks as shared
 from antiphon.agents.crr.config import CRRConfig
 from antiphon.agents.crr.networks import CRRNetworks
 from antiphon.agents.offline import OfflineLearner
@@ -85,10 +84,9 @@ def make_losses(networks: CRRNetworks, config: CRRConfig):
 
     def critic_loss(critic_params, target_policy_params, target_critic_params, batch, key):
         action_key, sample_key = jax.random.split(key)
-        mean, std = networks.policy_apply(target_policy_params, batch.next_observation)
-        next_actions = shared.tanh_gaussian_sample(
-            mean, std, action_key, config.num_td_samples
-        )  # [N_td, B, A]
+        next_dist = networks.policy_apply(target_policy_params, batch.next_observation)
+        # [N_td, B, A]
+        next_actions = networks.head.sample(next_dist, action_key, config.num_td_samples)
         targets = jax.vmap(
             lambda a: networks.critic_apply(target_critic_params, batch.next_observation, a)
         )(next_actions)
@@ -118,17 +116,14 @@ def make_losses(networks: CRRNetworks, config: CRRConfig):
         return jnp.mean(per_example), {"q_mean": jnp.mean(q)}
 
     def policy_loss(policy_params, critic_params, batch: Transition, key):
-        mean, std = networks.policy_apply(policy_params, batch.observation)
+        dist = networks.policy_apply(policy_params, batch.observation)
         if config.filter == "bc":
             weights = jnp.ones(batch.reward.shape, batch.reward.dtype)
             adv = jnp.zeros_like(weights)
         else:
             # Advantage of the dataset action under the ONLINE policy and critic.
-            samples = shared.tanh_gaussian_sample(
-                jax.lax.stop_gradient(mean),
-                jax.lax.stop_gradient(std),
-                key,
-                config.num_advantage_samples,
+            samples = networks.head.sample(
+                jax.lax.stop_gradient(dist), key, config.num_advantage_samples
             )  # [m, B, A]
             q_samples = jax.vmap(lambda a: networks.q_value(critic_params, batch.observation, a))(
                 samples
@@ -136,7 +131,7 @@ def make_losses(networks: CRRNetworks, config: CRRConfig):
             q_data = networks.q_value(critic_params, batch.observation, batch.action)
             adv = jax.lax.stop_gradient(advantage(q_data, q_samples, config.baseline))
             weights = crr_weights(adv, config.filter, config.beta, config.weight_clip)
-        log_prob = shared.tanh_gaussian_log_prob(mean, std, batch.action, networks.edge_likelihood)
+        log_prob = networks.head.log_prob(dist, batch.action)
         loss = -jnp.mean(weights * log_prob)
         metrics = {
             "advantage_mean": jnp.mean(adv),

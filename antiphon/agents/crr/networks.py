@@ -1,5 +1,5 @@
-"""CRR networks: a tanh-Gaussian policy and a critic that is scalar, categorical (C51) or a
-mixture of Gaussians (the foundation's distributional heads)."""
+"""CRR networks: a tanh-Gaussian (or Gaussian-mixture) policy and a critic that is scalar,
+categorical (C51) or a mixture of Gaussians (the foundation's distributional heads)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from antiphon.core.types import EnvironmentSpec, zeros_like_spec
 class CRRNetworks:
     """Pure functions.
 
-    policy_apply(params, obs) -> (mean, std) of the pre-tanh Gaussian.
+    policy_apply(params, obs) -> the policy distribution's parameters, which `head` reads
+        (tanh_gaussian: (mean, std) of the pre-tanh Gaussian; gaussian_mixture:
+        (logits, mean, std)).
     critic_apply(params, obs, action) -> Q [B] | C51 logits [B, L] | MixtureParams.
     critic_mean(output) -> Q [B].
     """
@@ -33,7 +35,7 @@ class CRRNetworks:
     critic_mean: Callable
     support: jax.Array | None
     critic_type: str
-    edge_likelihood: str = "censored"  # how dataset actions on |a| = 1 count (see log_prob)
+    head: shared.PolicyHead  # log_prob / sample / mode of policy_apply's output
 
     def init(self, key: jax.Array, env_spec: EnvironmentSpec) -> tuple:
         obs = zeros_like_spec(env_spec.observations, (1,))
@@ -42,8 +44,7 @@ class CRRNetworks:
         return self.policy_init(policy_key, obs), self.critic_init(critic_key, obs, action)
 
     def log_prob(self, policy_params, observation, action) -> jax.Array:
-        mean, std = self.policy_apply(policy_params, observation)
-        return shared.tanh_gaussian_log_prob(mean, std, action, self.edge_likelihood)
+        return self.head.log_prob(self.policy_apply(policy_params, observation), action)
 
     def q_value(self, critic_params, observation, action) -> jax.Array:
         return self.critic_mean(self.critic_apply(critic_params, observation, action))
@@ -80,13 +81,15 @@ def make_critic(config, env_spec: EnvironmentSpec):
 
 
 def make_networks(env_spec: EnvironmentSpec, config: CRRConfig) -> CRRNetworks:
-    action_dim = int(np.prod(env_spec.actions.shape))
-
-    def policy(observation):
-        return shared.TanhGaussianPolicy(config.policy_layer_sizes, action_dim)(observation)
-
+    head = shared.make_policy_head(
+        config.policy_head,
+        config.policy_layer_sizes,
+        int(np.prod(env_spec.actions.shape)),
+        edge_likelihood=config.edge_likelihood,
+        num_components=config.num_policy_components,
+    )
     critic, critic_mean, support = make_critic(config, env_spec)
-    policy_t = hk.without_apply_rng(hk.transform(policy))
+    policy_t = hk.without_apply_rng(hk.transform(head.network))
     critic_t = hk.without_apply_rng(hk.transform(critic))
     return CRRNetworks(
         policy_init=policy_t.init,
@@ -96,5 +99,5 @@ def make_networks(env_spec: EnvironmentSpec, config: CRRConfig) -> CRRNetworks:
         critic_mean=critic_mean,
         support=support,
         critic_type=config.critic_type,
-        edge_likelihood=config.edge_likelihood,
+        head=head,
     )
