@@ -7,7 +7,8 @@
          files, same networks (256, 256), batch 256, same gradient steps; one process per run.
   evaluate re-evaluates each of our runs' final policy snapshot on N fresh episodes (greedy, the
          same environment seeds for every run), so the final return has a smaller error than the
-         training run's own evaluation; `report` shows it as a column.
+         training run's own evaluation; `report` shows it as a column. With --behaviour-policy
+         the snapshot acts with a sample of pi instead (`antiphon collect --behaviour-policy`).
   report the learning table: final evaluation return per method and dataset (mean, 95 %
          bootstrap interval over seeds) next to the behaviour data's mean return.
 
@@ -368,13 +369,17 @@ def learn(args: argparse.Namespace) -> None:
                 )
 
 
-def _reevaluation_path(run_dir: str, episodes: int) -> str:
-    return os.path.join(run_dir, f"final{episodes}.json")
+def _reevaluation_path(run_dir: str, episodes: int, behaviour_policy: bool = False) -> str:
+    suffix = "-behaviour" if behaviour_policy else ""
+    return os.path.join(run_dir, f"final{episodes}{suffix}.json")
 
 
-def _reevaluate(run_dir: str, episodes: int, seed: int, threads: int) -> dict[str, Any]:
-    """Plays the run's latest policy snapshot greedily for `episodes` episodes (`antiphon collect`
-    with no action noise) and returns the per-episode returns."""
+def _reevaluate(
+    run_dir: str, episodes: int, seed: int, threads: int, behaviour_policy: bool = False
+) -> dict[str, Any]:
+    """Plays the run's latest policy snapshot for `episodes` episodes (`antiphon collect` with no
+    action noise; greedy, or a sample of pi with `behaviour_policy`) and returns the per-episode
+    returns."""
     from antiphon.environments.datasets import load_dataset
     from antiphon.environments.datasets.collect import run_record
 
@@ -398,6 +403,7 @@ def _reevaluate(run_dir: str, episodes: int, seed: int, threads: int) -> dict[st
         "hdf5",
         "--overwrite",
         "--no-progress",
+        *(["--behaviour-policy"] if behaviour_policy else []),
     )
     _run(command, threads)
     try:
@@ -414,22 +420,23 @@ def _reevaluate(run_dir: str, episodes: int, seed: int, threads: int) -> dict[st
         "episode_returns": returns,
         "return_mean": float(np.mean(returns)),
         "return_std": float(np.std(returns)),
+        "acting": "behaviour" if behaviour_policy else "evaluation",
     }
 
 
 def evaluate(args: argparse.Namespace) -> None:
     pending = []
-    for path in sorted(glob.glob(os.path.join(args.root, "*.json"))):
+    for path in sorted(glob.glob(os.path.join(args.root, args.runs + ".json"))):
         run_dir = path[: -len(".json")]
         if not os.path.exists(os.path.join(run_dir, "snapshots")):
             continue  # d3rlpy's runs keep no snapshots
-        if not os.path.exists(_reevaluation_path(run_dir, args.episodes)):
+        if not os.path.exists(_reevaluation_path(run_dir, args.episodes, args.behaviour_policy)):
             pending.append(run_dir)
 
     def one(run_dir: str) -> str:
         started = time.time()
-        result = _reevaluate(run_dir, args.episodes, args.seed, args.threads)
-        with open(_reevaluation_path(run_dir, args.episodes), "w") as f:
+        result = _reevaluate(run_dir, args.episodes, args.seed, args.threads, args.behaviour_policy)
+        with open(_reevaluation_path(run_dir, args.episodes, args.behaviour_policy), "w") as f:
             json.dump(result, f, indent=1)
         return (
             f"{os.path.basename(run_dir)}: {result['return_mean']:.1f} +- "
@@ -469,8 +476,9 @@ def report(args: argparse.Namespace) -> str:
             curve = _evaluation_curve(run_dir)
             if len(curve) > args.last:
                 late.setdefault(key, []).append(float(np.mean(curve[-args.last :])))
-        if os.path.exists(_reevaluation_path(run_dir, args.episodes)):
-            with open(_reevaluation_path(run_dir, args.episodes)) as f:
+        reevaluation = _reevaluation_path(run_dir, args.episodes, args.behaviour_policy)
+        if os.path.exists(reevaluation):
+            with open(reevaluation) as f:
                 fresh.setdefault(key, []).append(float(json.load(f)["return_mean"]))
 
     def mean_and_ci(values: list[float], expected: int) -> str:
@@ -518,7 +526,8 @@ def report(args: argparse.Namespace) -> str:
             "final eval return, mean [95 % CI]",
             "per seed",
             f"mean of the last {args.last} evaluations [95 % CI]",
-            f"final policy on {args.episodes} fresh episodes [95 % CI]",
+            f"final policy{' sampled' if args.behaviour_policy else ''} on {args.episodes} "
+            "fresh episodes [95 % CI]",
         ],
         table,
     )
@@ -564,11 +573,18 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--seed", type=int, default=1000, help="environment seed, the same for all runs")
     e.add_argument("--parallel", type=int, default=2, help="runs evaluated at once")
     e.add_argument("--threads", type=int, default=1)
+    e.add_argument(
+        "--behaviour-policy", action="store_true", help="act with a sample of pi, not greedily"
+    )
+    e.add_argument("--runs", default="*", help="only the runs whose name matches this glob")
     r = sub.add_parser("report")
     r.add_argument("--root", default="runs/offline")
     r.add_argument("--name", default="offline_learning")
     r.add_argument("--last", type=int, default=3, help="evaluations averaged per seed (ours)")
     r.add_argument("--episodes", type=int, default=100, help="the `evaluate` column to show (ours)")
+    r.add_argument(
+        "--behaviour-policy", action="store_true", help="show evaluate --behaviour-policy's column"
+    )
     args = p.parse_args(argv)
     if args.command == "ours-speed":
         with open(args.out, "w") as f:

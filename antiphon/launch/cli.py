@@ -648,11 +648,21 @@ def collect(argv: list[str]) -> int:
         default=0.1,
         help="Gaussian noise added to a snapshot policy's greedy action (default 0.1)",
     )
+    p.add_argument(
+        "--behaviour-policy",
+        action="store_true",
+        help="with a snapshot --policy: act with the agent's behaviour policy (CRR, BC: a sample "
+        "of pi; D4PG: with its exploration noise) instead of its evaluation policy",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if (args.policy is None) == (args.recipe is None):
         raise UsageError("give exactly one of --policy and --recipe")
+    if args.behaviour_policy and (
+        args.recipe is not None or args.policy == "random" or args.policy.startswith("replay:")
+    ):
+        raise UsageError("--behaviour-policy applies to a snapshot --policy (RUN_DIR[@WHICH]) only")
     if args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1 (got {args.episodes})")
     if args.action_noise < 0:
@@ -704,6 +714,7 @@ def collect(argv: list[str]) -> int:
                         action_repeat=args.action_repeat,
                         action_noise=args.action_noise,
                         progress=progress_factory(args.policy, args.episodes),
+                        behaviour_policy=args.behaviour_policy,
                     )
                 }
         except (collecting.CollectError, DatasetError) as e:

@@ -219,11 +219,31 @@ def test_collect_refuses_bad_input(tmp_path, capsys):
         (["--env", ENV, "--policy", "runs/none", "--out", out], "no such run directory"),
         (["--env", "dmc:nosuch-task", "--policy", "random", "--out", out], "unknown environment"),
         (["--env", ENV, "--policy", "random", "--episodes", "0", "--out", out], "--episodes"),
+        (["--env", ENV, "--policy", "random", "--behaviour-policy", "--out", out], "snapshot"),
     ]:
         code = cli.main(["collect", *argv])
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and expected in err, err
     assert not os.path.exists(out)
+
+
+def test_collect_with_the_behaviour_policy_acts_differently_from_the_evaluation_policy(
+    online_run, tmp_path
+):
+    """Same environment seed, no action noise: the evaluation (greedy) policy repeats its actions
+    exactly; --behaviour-policy acts with the agent's exploring policy instead."""
+    actions = {}
+    for name, extra in (("greedy", []), ("again", []), ("behaviour", ["--behaviour-policy"])):
+        path = str(tmp_path / f"{name}.hdf5")
+        assert cli.main(["collect", "--env", ENV, "--policy", f"{online_run}@latest",
+                         "--episodes", "1", "--action-noise", "0", "--seed", "3", "--out", path,
+                         "--no-progress", *extra]) == 0  # fmt: skip
+        dataset = load_dataset(path)
+        actions[name] = dataset.actions
+        acting = "behaviour" if extra else "evaluation"
+        assert dataset.metadata["policy"]["acting"] == acting
+    np.testing.assert_array_equal(actions["greedy"], actions["again"])
+    assert np.abs(actions["behaviour"] - actions["greedy"]).mean() > 0.01
 
 
 def test_collect_random_policy_to_every_format(tmp_path):

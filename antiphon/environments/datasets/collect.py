@@ -14,6 +14,9 @@ medium-expert (medium + expert, 50/50), each written with its metadata.
 
 Snapshot policies act greedily plus Gaussian noise `action_noise` (clipped to the box), so that
 datasets cover more than one trajectory per start state; the noise is recorded in the metadata.
+With `behaviour_policy` a snapshot acts with its agent's behaviour policy instead of its
+evaluation policy (CRR, BC: a sample of pi rather than its greedy action; D4PG: with its
+exploration noise), still plus `action_noise`.
 """
 
 from __future__ import annotations
@@ -117,13 +120,21 @@ def restore_snapshot(run_dir: str, snapshot: Snapshot, env_spec):
     return builder, networks, checkpointing.restore_pytree(snapshot.path, template)
 
 
-def snapshot_policy(run_dir: str, snapshot: Snapshot, env_spec, action_noise: float, seed: int):
-    """A numpy policy `observation -> action` acting with the snapshot's parameters."""
+def snapshot_policy(
+    run_dir: str,
+    snapshot: Snapshot,
+    env_spec,
+    action_noise: float,
+    seed: int,
+    behaviour_policy: bool = False,
+):
+    """A numpy policy `observation -> action` acting with the snapshot's parameters: the agent's
+    evaluation policy, or with `behaviour_policy` its behaviour policy."""
     import jax
     import jax.numpy as jnp
 
     builder, networks, params = restore_snapshot(run_dir, snapshot, env_spec)
-    policy = builder.make_policy(networks, evaluation=True)
+    policy = builder.make_policy(networks, evaluation=not behaviour_policy)
     rng = np.random.default_rng(seed)
     key = jax.random.PRNGKey(seed)
 
@@ -212,6 +223,7 @@ def collect(
     action_repeat: int | None = None,
     action_noise: float = 0.1,
     progress: Callable[[int], None] | None = None,
+    behaviour_policy: bool = False,
 ) -> Dataset:
     """One dataset from one policy specification (see the module docstring)."""
     from antiphon.core.types import make_environment_spec
@@ -256,7 +268,9 @@ def collect(
         metadata["policy"] = {"kind": "random"}
     else:
         snapshot = select_snapshot(run_dir, which)
-        select_action = snapshot_policy(run_dir, snapshot, env_spec, action_noise, seed)
+        select_action = snapshot_policy(
+            run_dir, snapshot, env_spec, action_noise, seed, behaviour_policy
+        )
         metadata["policy"] = {
             "kind": "snapshot",
             "run_dir": os.path.abspath(run_dir),
@@ -265,6 +279,7 @@ def collect(
             "snapshot_eval_return": snapshot.eval_return,
             "which": which,
             "action_noise": action_noise,
+            "acting": "behaviour" if behaviour_policy else "evaluation",
         }
     try:
         return record_episodes(environment, select_action, num_episodes, metadata, progress)
