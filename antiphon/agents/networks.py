@@ -349,8 +349,9 @@ def make_policy_head(
     edge_likelihood: str = "censored",
     num_components: int = 5,
 ) -> PolicyHead:
-    """ "tanh_gaussian" (acme JAX CRR, BC; `edge_likelihood` applies) or "gaussian_mixture" (the
-    CRR authors' mixture of `num_components` diagonal Gaussians)."""
+    """The policy head named `kind`: "tanh_gaussian" (acme JAX CRR, BC; `edge_likelihood`
+    applies) or "gaussian_mixture" (the CRR authors' mixture of `num_components` diagonal
+    Gaussians)."""
     if kind == "tanh_gaussian":
         return PolicyHead(
             kind=kind,
