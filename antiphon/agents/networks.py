@@ -369,3 +369,15 @@ def make_policy_head(
             mode=lambda dist: gaussian_mixture_mode(*dist),
         )
     raise ValueError(f"unknown policy head {kind!r}; expected one of {POLICY_HEADS}")
+
+
+def policy_head_from_config(config, env_spec) -> PolicyHead:
+    """The head a CRR or BC config names: its `policy_head`, `policy_layer_sizes`,
+    `edge_likelihood` and `num_policy_components`, for `env_spec`'s action size."""
+    return make_policy_head(
+        config.policy_head,
+        config.policy_layer_sizes,
+        int(np.prod(env_spec.actions.shape)),
+        edge_likelihood=config.edge_likelihood,
+        num_components=config.num_policy_components,
+    )

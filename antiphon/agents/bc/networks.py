@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import haiku as hk
 import jax
-import numpy as np
 
 from antiphon.agents import networks as shared
 from antiphon.agents.bc.config import BCConfig
@@ -28,12 +27,6 @@ class BCNetworks:
 
 
 def make_networks(env_spec: EnvironmentSpec, config: BCConfig) -> BCNetworks:
-    head = shared.make_policy_head(
-        config.policy_head,
-        config.policy_layer_sizes,
-        int(np.prod(env_spec.actions.shape)),
-        edge_likelihood=config.edge_likelihood,
-        num_components=config.num_policy_components,
-    )
+    head = shared.policy_head_from_config(config, env_spec)
     policy_t = hk.without_apply_rng(hk.transform(head.network))
     return BCNetworks(policy_init=policy_t.init, policy_apply=policy_t.apply, head=head)

@@ -9,7 +9,6 @@ from collections.abc import Callable
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from antiphon.agents import distributional
 from antiphon.agents import networks as shared
@@ -81,13 +80,7 @@ def make_critic(config, env_spec: EnvironmentSpec):
 
 
 def make_networks(env_spec: EnvironmentSpec, config: CRRConfig) -> CRRNetworks:
-    head = shared.make_policy_head(
-        config.policy_head,
-        config.policy_layer_sizes,
-        int(np.prod(env_spec.actions.shape)),
-        edge_likelihood=config.edge_likelihood,
-        num_components=config.num_policy_components,
-    )
+    head = shared.policy_head_from_config(config, env_spec)
     critic, critic_mean, support = make_critic(config, env_spec)
     policy_t = hk.without_apply_rng(hk.transform(head.network))
     critic_t = hk.without_apply_rng(hk.transform(critic))
