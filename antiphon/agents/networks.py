@@ -153,14 +153,22 @@ class TanhGaussianPolicy(hk.Module):
 
     def __call__(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
         x = MLP(self._layer_sizes)(observation)
-        # The two heads keep their own parameters ("mean", "scale": the same names and initial
-        # values as two hk.Linear layers) but run as one matmul: as two skinny matmuls they took
-        # about 18 % of BC's step on one CPU core (benchmarks/RESULTS.md).
-        mean_w, mean_b = _LinearParameters(self._action_dim, name="mean")(x.shape[-1])
-        scale_w, scale_b = _LinearParameters(self._action_dim, name="scale")(x.shape[-1])
-        heads = x @ jnp.concatenate([mean_w, scale_w], axis=1) + jnp.concatenate([mean_b, scale_b])
-        mean, raw_scale = jnp.split(heads, 2, axis=-1)
+        mean, raw_scale = _linear_heads(
+            x, (("mean", self._action_dim), ("scale", self._action_dim))
+        )
         return mean, jax.nn.softplus(raw_scale) + self._min_scale
+
+
+def _linear_heads(x: jax.Array, heads: Sequence[tuple[str, int]]) -> list[jax.Array]:
+    """hk.Linear(size, name=name)(x) for each (name, size) in `heads`, as one matmul.
+
+    Each head keeps its own parameters (the same names and initial values as an hk.Linear): as
+    separate skinny matmuls the two heads of TanhGaussianPolicy took about 18 % of BC's step on
+    one CPU core (benchmarks/RESULTS.md).
+    """
+    params = [_LinearParameters(size, name=name)(x.shape[-1]) for name, size in heads]
+    out = x @ jnp.concatenate([w for w, _ in params], 1) + jnp.concatenate([b for _, b in params])
+    return jnp.split(out, np.cumsum([size for _, size in heads])[:-1].tolist(), axis=-1)
 
 
 class _LinearParameters(hk.Module):
@@ -266,13 +274,9 @@ class GaussianMixturePolicy(hk.Module):
     def __call__(self, observation: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         k, a = self._num_components, self._action_dim
         x = MLP(self._layer_sizes)(observation)
-        # One matmul for the three heads, as in TanhGaussianPolicy.
-        heads = [
-            _LinearParameters(size, name=n)(x.shape[-1])
-            for n, size in (("logits", k), ("mean", k * a), ("scale", k * a))
-        ]
-        out = x @ jnp.concatenate([w for w, _ in heads], 1) + jnp.concatenate([b for _, b in heads])
-        logits, mean, raw_scale = jnp.split(out, [k, k + k * a], axis=-1)
+        logits, mean, raw_scale = _linear_heads(
+            x, (("logits", k), ("mean", k * a), ("scale", k * a))
+        )
         batch_shape = observation.shape[:-1]
         mean = mean.reshape((*batch_shape, k, a))
         offset = np.log(np.expm1(self._init_scale - self._min_scale))  # softplus^-1
@@ -303,14 +307,15 @@ def gaussian_mixture_sample(
     component = jax.random.categorical(
         component_key, logits, shape=sample_shape + logits.shape[:-1]
     )
-    mean_k = jnp.take_along_axis(
-        jnp.broadcast_to(mean, sample_shape + mean.shape), component[..., None, None], axis=-2
-    )[..., 0, :]
-    std_k = jnp.take_along_axis(
-        jnp.broadcast_to(std, sample_shape + std.shape), component[..., None, None], axis=-2
-    )[..., 0, :]
+    mean_k = _component(jnp.broadcast_to(mean, sample_shape + mean.shape), component)
+    std_k = _component(jnp.broadcast_to(std, sample_shape + std.shape), component)
     noise = jax.random.normal(noise_key, mean_k.shape, mean_k.dtype)
     return jnp.clip(mean_k + std_k * noise, -1.0, 1.0)
+
+
+def _component(x: jax.Array, index: jax.Array) -> jax.Array:
+    """x[..., index, :] per batch element: x [*B, K, A], index [*B] -> [*B, A]."""
+    return jnp.take_along_axis(x, index[..., None, None], axis=-2)[..., 0, :]
 
 
 def gaussian_mixture_mode(logits: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
@@ -318,8 +323,7 @@ def gaussian_mixture_mode(logits: jax.Array, mean: jax.Array, std: jax.Array) ->
     to the box (a mixture's mode has no closed form; the heaviest component's mean is the usual
     stand-in, and with well-separated components it is close to the mode)."""
     del std
-    best = jnp.argmax(logits, axis=-1)
-    return jnp.clip(jnp.take_along_axis(mean, best[..., None, None], axis=-2)[..., 0, :], -1, 1)
+    return jnp.clip(_component(mean, jnp.argmax(logits, axis=-1)), -1.0, 1.0)
 
 
 POLICY_HEADS = ("tanh_gaussian", "gaussian_mixture")
@@ -381,3 +385,20 @@ def policy_head_from_config(config, env_spec) -> PolicyHead:
         edge_likelihood=config.edge_likelihood,
         num_components=config.num_policy_components,
     )
+
+
+def policy_for_one(policy_apply: Callable, params, observation: jax.Array) -> tuple:
+    """The head's distribution parameters for one (unbatched) observation."""
+    dist = policy_apply(params, observation[None])
+    return jax.tree_util.tree_map(lambda x: x[0], dist)
+
+
+def make_head_policy(policy_apply: Callable, head: PolicyHead, evaluation: bool) -> Callable:
+    """An actor's policy (params, observation, state, key) -> (action, state): the head's greedy
+    action for evaluation, a sample of pi otherwise."""
+
+    def policy(params, observation, state, key):
+        dist = policy_for_one(policy_apply, params, observation)
+        return (head.mode(dist) if evaluation else head.sample(dist, key)), state
+
+    return policy

@@ -3,17 +3,9 @@ evaluation, a sample of pi otherwise."""
 
 from __future__ import annotations
 
-import jax
-
+from antiphon.agents import networks as shared
 from antiphon.agents.bc.networks import BCNetworks
 
 
 def make_policy(networks: BCNetworks, evaluation: bool = True):
-    def policy(params, observation, state, key):
-        batch_of_one = networks.policy_apply(params, observation[None])
-        dist = jax.tree_util.tree_map(lambda x: x[0], batch_of_one)
-        if evaluation:
-            return networks.head.mode(dist), state
-        return networks.head.sample(dist, key), state
-
-    return policy
+    return shared.make_head_policy(networks.policy_apply, networks.head, evaluation)

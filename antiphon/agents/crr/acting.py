@@ -11,6 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from antiphon.agents import networks as shared
 from antiphon.agents.crr.config import CRRConfig
 from antiphon.agents.crr.networks import CRRNetworks
 
@@ -21,7 +22,7 @@ def make_policy(networks: CRRNetworks, config: CRRConfig, evaluation: bool = Tru
         def cwp_policy(params, observation, state, key):
             policy_params, critic_params = params
             sample_key, pick_key = jax.random.split(key)
-            dist = _first(networks.policy_apply(policy_params, observation[None]))
+            dist = shared.policy_for_one(networks.policy_apply, policy_params, observation)
             actions = networks.head.sample(dist, sample_key, config.cwp_samples)  # [K, A]
             observations = jnp.broadcast_to(observation, (config.cwp_samples, *observation.shape))
             q = networks.q_value(critic_params, observations, actions)
@@ -30,18 +31,7 @@ def make_policy(networks: CRRNetworks, config: CRRConfig, evaluation: bool = Tru
 
         return cwp_policy
 
-    def policy(params, observation, state, key):
-        dist = _first(networks.policy_apply(params, observation[None]))
-        if evaluation:
-            return networks.head.mode(dist), state
-        return networks.head.sample(dist, key), state
-
-    return policy
-
-
-def _first(dist):
-    """The distribution parameters of the one observation in a batch of one."""
-    return jax.tree_util.tree_map(lambda x: x[0], dist)
+    return shared.make_head_policy(networks.policy_apply, networks.head, evaluation)
 
 
 def variable_names(config: CRRConfig, evaluation: bool = True) -> list[str] | str:
