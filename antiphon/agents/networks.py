@@ -246,6 +246,22 @@ def tanh_gaussian_mode(mean: jax.Array) -> jax.Array:
     return jnp.tanh(mean)
 
 
+def gaussian_log_prob(mean: jax.Array, std: jax.Array, action: jax.Array) -> jax.Array:
+    """log pi(a|s) of the "gaussian" head, N(a; tanh(mean), std) with no squashing, summed over
+    action dimensions. A dataset action on |a| = 1 has an ordinary finite density."""
+    z = (action - jnp.tanh(mean)) / std
+    return jnp.sum(-0.5 * jnp.square(z) - jnp.log(std) - 0.5 * np.log(2 * np.pi), axis=-1)
+
+
+def gaussian_sample(
+    mean: jax.Array, std: jax.Array, key: jax.Array, num_samples: int | None = None
+) -> jax.Array:
+    """clip(tanh(mean) + std * eps, -1, 1); with `num_samples`, shape [num_samples, *mean.shape]."""
+    shape = mean.shape if num_samples is None else (num_samples, *mean.shape)
+    noise = jax.random.normal(key, shape, mean.dtype)
+    return jnp.clip(jnp.tanh(mean) + std * noise, -1.0, 1.0)
+
+
 class GaussianMixturePolicy(hk.Module):
     """obs -> MLP -> a mixture of K diagonal Gaussians over the action (the CRR authors' policy
     head: a mixture of 5 Gaussians, ALGORITHMS.md §1.5). No squashing: samples are clipped to the
@@ -326,13 +342,13 @@ def gaussian_mixture_mode(logits: jax.Array, mean: jax.Array, std: jax.Array) ->
     return jnp.clip(_component(mean, jnp.argmax(logits, axis=-1)), -1.0, 1.0)
 
 
-POLICY_HEADS = ("tanh_gaussian", "gaussian_mixture")
+POLICY_HEADS = ("tanh_gaussian", "gaussian", "gaussian_mixture")
 
 
 class PolicyHead(typing.NamedTuple):
     """A stochastic policy as pure functions of the network's output `dist` (a tuple of arrays):
 
-    kind: "tanh_gaussian" | "gaussian_mixture"
+    kind: "tanh_gaussian" | "gaussian" | "gaussian_mixture"
     network(observation) -> dist     (a Haiku function, to transform)
     log_prob(dist, action) -> [..]   (summed over action dimensions)
     sample(dist, key, num_samples=None) -> action in [-1, 1]
@@ -353,15 +369,28 @@ def make_policy_head(
     edge_likelihood: str = "censored",
     num_components: int = 5,
 ) -> PolicyHead:
-    """The policy head named `kind`: "tanh_gaussian" (acme JAX CRR, BC; `edge_likelihood`
-    applies) or "gaussian_mixture" (the CRR authors' mixture of `num_components` diagonal
-    Gaussians)."""
+    """The policy head named `kind`:
+
+    - "tanh_gaussian" (acme JAX CRR, BC): tanh(u), u ~ N(mean, std); `edge_likelihood` applies.
+    - "gaussian" (d3rlpy's CRR and AWAC): N(tanh(mean), std) over the action itself, samples
+      clipped to the box. The same network and parameters as "tanh_gaussian"; only the
+      distribution read from its (mean, std) differs, so the greedy action tanh(mean) is too.
+    - "gaussian_mixture" (the CRR authors'): a mixture of `num_components` diagonal Gaussians.
+    """
     if kind == "tanh_gaussian":
         return PolicyHead(
             kind=kind,
             network=lambda obs: TanhGaussianPolicy(layer_sizes, action_dim)(obs),
             log_prob=lambda dist, a: tanh_gaussian_log_prob(*dist, a, edge_likelihood),
             sample=lambda dist, key, n=None: tanh_gaussian_sample(*dist, key, n),
+            mode=lambda dist: tanh_gaussian_mode(dist[0]),
+        )
+    if kind == "gaussian":
+        return PolicyHead(
+            kind=kind,
+            network=lambda obs: TanhGaussianPolicy(layer_sizes, action_dim)(obs),
+            log_prob=lambda dist, a: gaussian_log_prob(*dist, a),
+            sample=lambda dist, key, n=None: gaussian_sample(*dist, key, n),
             mode=lambda dist: tanh_gaussian_mode(dist[0]),
         )
     if kind == "gaussian_mixture":

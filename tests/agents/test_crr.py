@@ -114,7 +114,7 @@ def test_actor_gradient_is_weighted_likelihood_gradient():
     assert float(metrics["weight_max"]) <= 20.0
 
 
-@pytest.mark.parametrize("head", ["tanh_gaussian", "gaussian_mixture"])
+@pytest.mark.parametrize("head", ["tanh_gaussian", "gaussian", "gaussian_mixture"])
 def test_bc_filter_is_exactly_behaviour_cloning(head):
     config = CRRConfig(**SMALL, filter="bc", policy_head=head)
     networks, policy_params, critic_params = _params(config)
@@ -404,6 +404,29 @@ def test_gaussian_mixture_log_prob_hand_values():
         jnp.stack([action] * 3),
     )
     np.testing.assert_allclose(batched, [expected] * 3, rtol=1e-5)
+
+
+def test_gaussian_head_is_a_normal_around_the_tanh_of_the_mean_with_clipped_samples():
+    # d3rlpy's CRR policy: N(a; tanh(m), std) over the action itself, no squashing Jacobian.
+    mean = jnp.array([0.3, 2.0])
+    std = jnp.array([0.1, 0.2])
+    action = jnp.array([0.1, 1.0])  # on the box edge in dimension 2: an ordinary density
+
+    def log_normal(x, m, s):
+        return -0.5 * ((x - m) / s) ** 2 - np.log(s * np.sqrt(2 * np.pi))
+
+    expected = log_normal(0.1, np.tanh(0.3), 0.1) + log_normal(1.0, np.tanh(2.0), 0.2)
+    got = shared.gaussian_log_prob(mean, std, action)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    head = shared.make_policy_head("gaussian", (8,), 2)
+    np.testing.assert_allclose(head.log_prob((mean, std), action), expected, rtol=1e-5)
+    np.testing.assert_allclose(head.mode((mean, std)), np.tanh(mean), rtol=1e-6)
+    # Samples: tanh(m) + std * eps, clipped to the box (dimension 2: 43 % lie past 1).
+    samples = np.asarray(head.sample((mean, std), jax.random.PRNGKey(0), 20_000))
+    assert samples.shape == (20_000, 2) and np.abs(samples).max() <= 1.0
+    np.testing.assert_allclose(samples[:, 0].mean(), np.tanh(0.3), atol=0.003)  # 7 std inside
+    np.testing.assert_allclose(samples[:, 0].std(), 0.1, atol=0.003)
+    assert 0.41 < (samples[:, 1] == 1.0).mean() < 0.45  # P(N(0.964, 0.2) >= 1) = 0.429
 
 
 def test_gaussian_mixture_samples_follow_the_weights_and_mode_is_the_heaviest_mean():

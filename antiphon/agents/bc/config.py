@@ -13,8 +13,8 @@ from typing import Literal
 # its config takes the same choice.
 EdgeLikelihood = Literal["censored", "clipped"]
 # The policy's distribution (agents/networks.py make_policy_head): acme JAX CRR's tanh-Gaussian,
-# or the CRR authors' mixture of diagonal Gaussians.
-PolicyHeadKind = Literal["tanh_gaussian", "gaussian_mixture"]
+# d3rlpy's Gaussian with a tanh-bounded mean, or the CRR authors' mixture of diagonal Gaussians.
+PolicyHeadKind = Literal["tanh_gaussian", "gaussian", "gaussian_mixture"]
 
 
 def check_edge_likelihood(value: str) -> None:
@@ -39,7 +39,7 @@ class BCConfig:
     sgd_steps_per_call: int = 8
     policy_layer_sizes: tuple[int, ...] = (256, 256)
     edge_likelihood: EdgeLikelihood = "censored"  # "censored" (acme) | "clipped"
-    policy_head: PolicyHeadKind = "tanh_gaussian"  # | "gaussian_mixture" (edge_likelihood unused)
+    policy_head: PolicyHeadKind = "tanh_gaussian"  # | "gaussian" | "gaussian_mixture"
     num_policy_components: int = 5  # gaussian_mixture: K
     discount: float = 0.99  # unused by the loss; device_transitions stores gamma * (1 - terminal)
 

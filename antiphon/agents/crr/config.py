@@ -28,8 +28,9 @@ class CRRConfig:
     # log pi(a|s): "censored" as mass beyond tanh^-1(0.999) (acme), "clipped" as the density at
     # 1 - 1e-5 (agents/networks.py tanh_gaussian_log_prob).
     edge_likelihood: EdgeLikelihood = "censored"
-    # The policy's distribution: acme JAX CRR's "tanh_gaussian" (default) or the authors'
-    # "gaussian_mixture" of K diagonal Gaussians (ALGORITHMS.md §1.5; samples clipped to the box).
+    # The policy's distribution: acme JAX CRR's "tanh_gaussian" (default), d3rlpy's "gaussian"
+    # N(tanh(mean), std), or the authors' "gaussian_mixture" of K diagonal Gaussians (ALGORITHMS.md
+    # §1.5). The last two are not squashed: samples are clipped to the box, edge_likelihood unused.
     policy_head: PolicyHeadKind = "tanh_gaussian"
     num_policy_components: int = 5  # K, gaussian_mixture only
     # Critic.
