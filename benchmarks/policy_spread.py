@@ -35,7 +35,9 @@ def spread(run_dir: str, stride: int = 10) -> dict[str, list[float]]:
 
     record = run_record(run_dir)
     env_spec = make_environment_spec(make_environment(record["env"], seed=0))
-    _, networks, params = restore_snapshot(run_dir, select_snapshot(run_dir, "latest"), env_spec)
+    _, networks, params = restore_snapshot(
+        run_dir, select_snapshot(run_dir, "latest"), env_spec, evaluation=False
+    )  # the policy alone, also for a critic-weighted run
     arrays = load_dataset(record["dataset"]).arrays()
     dist = networks.policy_apply(params, jnp.asarray(arrays["observations"][::stride]))
     actions = arrays["actions"][::stride]

@@ -246,6 +246,25 @@ def test_collect_with_the_behaviour_policy_acts_differently_from_the_evaluation_
     assert np.abs(actions["behaviour"] - actions["greedy"]).mean() > 0.01
 
 
+def test_collect_from_a_critic_weighted_crr_run(recipe, tmp_path):
+    """A CRR run that evaluates with the critic-weighted policy snapshots [policy, critic]; collect
+    acts with both (evaluation) or with the policy alone (--behaviour-policy)."""
+    run_dir = str(tmp_path / "crr-cwp")
+    assert cli.main(
+        ["train", "--agent", "crr", "--dataset", recipe["medium"], "--steps", "16",
+         "--sgd-steps-per-call", "8", "--batch-size", "32", "--eval-every", "16",
+         "--eval-episodes", "1", "--run-dir", run_dir, "--no-progress",
+         "--critic-weighted-policy", "true", "--cwp-samples", "4"]
+    ) == 0  # fmt: skip
+    for acting, extra in (("evaluation", []), ("behaviour", ["--behaviour-policy"])):
+        path = str(tmp_path / f"{acting}.hdf5")
+        assert cli.main(["collect", "--env", ENV, "--policy", f"{run_dir}@latest",
+                         "--episodes", "1", "--action-noise", "0", "--out", path,
+                         "--no-progress", *extra]) == 0  # fmt: skip
+        dataset = load_dataset(path)
+        assert len(dataset) == 500 and dataset.metadata["policy"]["acting"] == acting
+
+
 def test_collect_random_policy_to_every_format(tmp_path):
     for fmt, name in (("hdf5", "r.hdf5"), ("npz", "r.npz"), ("rlds", "r_rlds")):
         path = str(tmp_path / name)

@@ -34,10 +34,15 @@ class CRRBuilder:
     def make_policy(self, networks, evaluation: bool = True):
         return acting.make_policy(networks, self.config, evaluation=evaluation)
 
+    def variable_names(self, evaluation: bool = True) -> list[str] | str:
+        """What the policy reads: "policy", or ["policy", "critic"] for the critic-weighted
+        policy (its snapshots hold that list; `antiphon collect` restores by these names)."""
+        return acting.variable_names(self.config, evaluation)
+
     def make_actor(
         self, policy, key: jax.Array, variable_source, adder=None, evaluation: bool = True
     ) -> GenericActor:
-        names = acting.variable_names(self.config, evaluation)
+        names = self.variable_names(evaluation)
         client = VariableClient(variable_source, names, update_period=1)
         client.update(wait=True)
         return GenericActor(policy, key, client, adder=adder)

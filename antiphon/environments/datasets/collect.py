@@ -103,9 +103,14 @@ def config_from_record(config_class, fields: dict[str, Any]):
     return config_class(**values)
 
 
-def restore_snapshot(run_dir: str, snapshot: Snapshot, env_spec):
-    """(builder, networks, policy params) of a run's policy snapshot, rebuilt from the run's
-    recorded agent and config."""
+def restore_snapshot(run_dir: str, snapshot: Snapshot, env_spec, evaluation: bool = True):
+    """(builder, networks, params) of a run's policy snapshot, rebuilt from the run's recorded
+    agent and config: the params of its evaluation policy, or with `evaluation=False` of its
+    behaviour policy.
+
+    A snapshot holds what the run's evaluation actor read: the policy's params, or for a policy
+    that also reads the critic (CRR's critic-weighted policy) the list [policy, critic].
+    """
     import jax
 
     from antiphon.agents.registry import get_builder_class
@@ -115,9 +120,28 @@ def restore_snapshot(run_dir: str, snapshot: Snapshot, env_spec):
     builder_class = get_builder_class(record["agent"])
     builder = builder_class(config_from_record(builder_class.config_class, record["config"]))
     networks = builder.make_networks(env_spec)
-    template = networks.init(jax.random.PRNGKey(0), env_spec)
-    template = template[0] if isinstance(template, tuple) else template
-    return builder, networks, checkpointing.restore_pytree(snapshot.path, template)
+    initial = networks.init(jax.random.PRNGKey(0), env_spec)
+    # Actor-critic agents' init returns (policy, critic); BC's, the policy alone.
+    by_name = (
+        dict(zip(("policy", "critic"), initial))
+        if isinstance(initial, tuple)
+        else {"policy": initial}
+    )
+
+    def names(for_evaluation: bool) -> list[str]:
+        variable_names = getattr(builder, "variable_names", lambda evaluation: "policy")
+        found = variable_names(for_evaluation)
+        return [found] if isinstance(found, str) else list(found)
+
+    saved = names(True)
+    template = [by_name[n] for n in saved]
+    restored = checkpointing.restore_pytree(
+        snapshot.path, template[0] if len(saved) == 1 else template
+    )
+    restored = dict(zip(saved, [restored] if len(saved) == 1 else restored))
+    wanted = names(evaluation)
+    params = [restored[n] for n in wanted]
+    return builder, networks, params[0] if len(wanted) == 1 else params
 
 
 def snapshot_policy(
@@ -133,7 +157,9 @@ def snapshot_policy(
     import jax
     import jax.numpy as jnp
 
-    builder, networks, params = restore_snapshot(run_dir, snapshot, env_spec)
+    builder, networks, params = restore_snapshot(
+        run_dir, snapshot, env_spec, evaluation=not behaviour_policy
+    )
     policy = builder.make_policy(networks, evaluation=not behaviour_policy)
     rng = np.random.default_rng(seed)
     key = jax.random.PRNGKey(seed)
