@@ -372,9 +372,9 @@ def make_policy_head(
     """The policy head named `kind`:
 
     - "tanh_gaussian" (acme JAX CRR, BC): tanh(u), u ~ N(mean, std); `edge_likelihood` applies.
-    - "gaussian" (d3rlpy's CRR and AWAC): N(tanh(mean), std) over the action itself, samples
-      clipped to the box. The same network and parameters as "tanh_gaussian"; only the
-      distribution read from its (mean, std) differs, so the greedy action tanh(mean) is too.
+    - "gaussian" (d3rlpy 2.8.1 CRR's NormalPolicy): N(tanh(mean), std) over the action itself,
+      samples clipped to the box. The same network and parameters as "tanh_gaussian"; only the
+      distribution read from its (mean, std) differs, and the greedy action tanh(mean) is the same.
     - "gaussian_mixture" (the CRR authors'): a mixture of `num_components` diagonal Gaussians.
     """
     if kind == "tanh_gaussian":
