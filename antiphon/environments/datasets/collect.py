@@ -128,20 +128,17 @@ def restore_snapshot(run_dir: str, snapshot: Snapshot, env_spec, evaluation: boo
         else {"policy": initial}
     )
 
-    def names(for_evaluation: bool) -> list[str]:
-        variable_names = getattr(builder, "variable_names", lambda evaluation: "policy")
-        found = variable_names(for_evaluation)
-        return [found] if isinstance(found, str) else list(found)
+    # What the policy reads: "policy", or a list of names (agents without `variable_names`
+    # read the policy alone).
+    variable_names = getattr(builder, "variable_names", lambda evaluation: "policy")
 
-    saved = names(True)
-    template = [by_name[n] for n in saved]
-    restored = checkpointing.restore_pytree(
-        snapshot.path, template[0] if len(saved) == 1 else template
-    )
-    restored = dict(zip(saved, [restored] if len(saved) == 1 else restored))
-    wanted = names(evaluation)
-    params = [restored[n] for n in wanted]
-    return builder, networks, params[0] if len(wanted) == 1 else params
+    def pick(values: dict[str, Any], names: str | list[str]):
+        return values[names] if isinstance(names, str) else [values[n] for n in names]
+
+    saved = variable_names(True)
+    restored = checkpointing.restore_pytree(snapshot.path, pick(by_name, saved))
+    restored = {saved: restored} if isinstance(saved, str) else dict(zip(saved, restored))
+    return builder, networks, pick(restored, variable_names(evaluation))
 
 
 def snapshot_policy(
