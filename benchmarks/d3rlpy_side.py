@@ -37,8 +37,11 @@ guards against a later d3rlpy changing them. d3rlpy 2.8.1 defaults that matter f
     cql     actor lr 1e-4, critic lr 3e-4, temperature and alpha lr 1e-4, initial temperature
             and alpha 1.0, alpha_threshold 10, conservative_weight 5, 10 action samples,
             2 critics, tau 0.005
-    bc      lr 1e-3, deterministic policy, mean-squared error (set here: lr 3e-4, stochastic
-            Gaussian policy trained by likelihood, the same model and rate as antiphon's BC)
+    bc      lr 1e-3, deterministic policy, mean-squared error (set here: lr 3e-4 and the
+            stochastic policy, N(tanh(mu), std): the same network and rate as antiphon's BC).
+            The stochastic loss is not the likelihood: d3rlpy 2.8.1's
+            compute_stochastic_imitation_loss is the squared error between one reparameterised
+            sample, clamped to [-1, 1], and the data action. Antiphon's BC maximises log pi(a|s).
 
 `train_d3rlpy` runs the loop of d3rlpy's own `fit()` by hand (sample_transition_batch, update),
 so the step count is exact and sampling can be timed apart from the update; `loop="fit"` calls
@@ -193,8 +196,9 @@ def algo_settings(
         return algos.IQLConfig, {**actor_critic, "value_encoder_factory": encoder()}
     if method == "cql":
         return algos.CQLConfig, actor_critic
-    # A Gaussian policy trained by likelihood at Adam 3e-4, like antiphon's BC in the benchmark
-    # (d3rlpy's default is a deterministic policy with a squared-error loss at 1e-3).
+    # The Gaussian policy at Adam 3e-4: the network and rate of antiphon's BC in the benchmark
+    # (d3rlpy's default is a deterministic policy at 1e-3). Its loss is the squared error of a
+    # reparameterised sample, not the likelihood (module docstring).
     return algos.BCConfig, {
         "encoder_factory": encoder(),
         "batch_size": batch_size,

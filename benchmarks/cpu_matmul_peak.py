@@ -1,0 +1,123 @@
+"""What one CPU core does for XLA's float32 matmuls, the ceiling under the offline learners' steps.
+
+Times `[m, k] @ [k, n]` on one thread (the `speed` benchmark's XLA flags), 200 matmuls per jitted
+call in a `lax.scan`, best of `--repeats` calls, for a large square shape and for the shapes of
+one forward pass of the (256, 256) policy MLP at batch 256 on walker-walk (24 observation
+dimensions, 2 x 6 head outputs). Then gives the BC step's floating-point work (XLA's own cost
+analysis) and the rate a step count implies, so a BC speed figure can be read against the core.
+
+    python -m benchmarks.cpu_matmul_peak --dataset datasets/walker-walk/medium.hdf5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+if __name__ == "__main__":
+    # One thread, as `offline_side_by_side speed --threads 1`; must precede importing jax.
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "")
+        + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    ).strip()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MATMULS_PER_CALL = 200
+SHAPES = {
+    "square 1024": (1024, 1024, 1024),
+    "square 256": (256, 256, 256),
+    "policy layer 1 (24 -> 256)": (256, 24, 256),
+    "policy layer 2 (256 -> 256)": (256, 256, 256),
+    "policy heads (256 -> 12)": (256, 256, 12),
+}
+
+
+def matmul_rate(m: int, k: int, n: int, repeats: int) -> float:
+    """Best GFLOP/s over `repeats` calls of MATMULS_PER_CALL dependent [m, k] @ [k, n] matmuls.
+
+    Each matmul's left operand is scaled by a carry that depends on the previous product, so XLA
+    can neither hoist nor drop any of them; the scaling costs m * k multiplies, under 1/n of the
+    matmul's work."""
+    import jax
+    import jax.numpy as jnp
+
+    def chain(a, b):
+        def body(scale, _):
+            product = (a * scale) @ b
+            return scale + 1e-12 * product[0, 0], None
+
+        scale, _ = jax.lax.scan(body, jnp.float32(1.0), None, length=MATMULS_PER_CALL)
+        return scale
+
+    a = jnp.full((m, k), 0.01, jnp.float32)
+    b = jnp.full((k, n), 0.01, jnp.float32)
+    run = jax.jit(chain)
+    run(a, b).block_until_ready()
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(a, b).block_until_ready()
+        seconds = time.perf_counter() - start
+        best = max(best, MATMULS_PER_CALL * 2 * m * k * n / seconds / 1e9)
+    return best
+
+
+def bc_step_flops(dataset_path: str) -> float:
+    """XLA's cost analysis of one BC SGD step (the `speed` benchmark's settings), in FLOP."""
+    import jax
+
+    from antiphon.agents.offline import device_transitions, sample_batch
+    from antiphon.core.types import make_environment_spec
+    from antiphon.environments import make_environment
+    from antiphon.environments.datasets import load_dataset
+    from benchmarks.offline_side_by_side import _builder
+
+    dataset = load_dataset(dataset_path)
+    environment = make_environment(
+        dataset.metadata["environment"], action_repeat=dataset.metadata.get("action_repeat", 1)
+    )
+    env_spec = make_environment_spec(environment)
+    builder = _builder("bc")
+    networks = builder.make_networks(env_spec)
+    data = device_transitions(dataset, builder.config.discount)
+    learner = builder.make_learner(networks, data, env_spec, jax.random.PRNGKey(0))
+    batch = sample_batch(data, jax.random.PRNGKey(1), builder.config.batch_size)
+    analysis = jax.jit(learner.sgd_step).lower(learner.state, batch).compile().cost_analysis()
+    if isinstance(analysis, list):  # jax 0.4.34 returns one dict per computation
+        analysis = analysis[0]
+    return float(analysis["flops"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="datasets/walker-walk/medium.hdf5")
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args(argv)
+    from benchmarks.common import Recorder, write_json
+
+    recorder = Recorder("cpu_matmul_peak")
+    rates = {}
+    for name, (m, k, n) in SHAPES.items():
+        rates[name] = matmul_rate(m, k, n, args.repeats)
+        print(f"{name:28s} [{m}, {k}] @ [{k}, {n}]: {rates[name]:6.1f} GFLOP/s", flush=True)
+    flops = bc_step_flops(args.dataset)
+    peak = max(rates.values())
+    figures: dict[str, Any] = {
+        "matmul_gflops": rates,
+        "bc_step_gflop": flops / 1e9,
+        "bc_steps_per_second_at_peak": peak * 1e9 / flops,
+    }
+    print(
+        f"BC step: {flops / 1e9:.3f} GFLOP; at the best matmul rate ({peak:.1f} GFLOP/s) that is "
+        f"{figures['bc_steps_per_second_at_peak']:.0f} steps/s if every FLOP ran at it",
+        flush=True,
+    )
+    print(f"-> {write_json(recorder.finish(figures))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
