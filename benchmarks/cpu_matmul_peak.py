@@ -1,10 +1,11 @@
 """What one CPU core does for XLA's float32 matmuls, the ceiling under the offline learners' steps.
 
-Times `[m, k] @ [k, n]` on one thread (the `speed` benchmark's XLA flags), 200 matmuls per jitted
-call in a `lax.scan`, best of `--repeats` calls, for a large square shape and for the shapes of
-one forward pass of the (256, 256) policy MLP at batch 256 on walker-walk (24 observation
-dimensions, 2 x 6 head outputs). Then gives the BC step's floating-point work (XLA's own cost
-analysis) and the rate a step count implies, so a BC speed figure can be read against the core.
+Times `[m, k] @ [k, n]` on one core (pinned, with the `speed` benchmark's XLA flags), 200
+matmuls per jitted call in a `lax.scan`, best of `--repeats` calls, for a large square shape and
+for the shapes of one forward pass of the (256, 256) policy MLP at batch 256 on walker-walk
+(24 observation dimensions, 2 x 6 head outputs). Then gives the BC step's floating-point work
+(XLA's own cost analysis) and the rate it implies at the best matmul rate, so a BC speed figure
+can be read against the core.
 
     python -m benchmarks.cpu_matmul_peak --dataset datasets/walker-walk/medium.hdf5
 """
@@ -18,7 +19,9 @@ import time
 from typing import Any
 
 if __name__ == "__main__":
-    # One thread, as `offline_side_by_side speed --threads 1`; must precede importing jax.
+    # One core, as `offline_side_by_side speed --threads 1`: pinned (the XLA flag alone still let
+    # jax 0.4.34 use both cores) before jax starts any thread.
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "")
         + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"

@@ -1,8 +1,9 @@
 """Offline learners side by side with d3rlpy: gradient steps/s and final returns.
 
   speed  interleaved A/B timing (ours, d3rlpy) of CRR, TD3+BC and BC on one dataset, each run a
-         fresh subprocess with the same thread count; plus our learner's floor (the same
-         jitted SGD step on a fixed device batch, one step per call). Writes JSON + markdown.
+         fresh subprocess with the same thread count, pinned to as many cores; plus our
+         learner's floor (the same jitted SGD step on a fixed device batch, one step per call).
+         Writes JSON + markdown.
   learn  trains ours (`antiphon train --agent M --dataset F`) and d3rlpy's methods on the same
          files, same networks (256, 256), batch 256, same gradient steps; one process per run.
   evaluate re-evaluates each of our runs' final policy snapshot on N fresh episodes (greedy, the
@@ -125,14 +126,37 @@ def ours_speed(method: str, dataset_path: str, steps: int) -> dict[str, Any]:
     }
 
 
-def _run(command: list[str], threads: int) -> None:
+def _pinned_cores(threads: int) -> set[int]:
+    """The first `threads` of the cores this process may use."""
+    return set(sorted(os.sched_getaffinity(0))[:threads])
+
+
+def _run(command: list[str], threads: int, pin: bool = False) -> float:
     """Runs `command` in a subprocess with `threads` threads; raises with the tail of its stderr
-    if it fails."""
+    if it fails. Returns the cores it kept busy on average (its CPU time / wall time).
+
+    With `pin` the subprocess may run only on `_pinned_cores(threads)`. The thread flags alone do
+    not hold XLA to one core: with `--xla_cpu_multi_thread_eigen=false` jax 0.4.34's CPU client
+    still ran our BC learner on both cores of this machine (20 s of CPU in 15 s; 634-715 steps/s
+    against 462-478 pinned to one core), so speed figures pin both sides."""
+    children_before = os.times()
+    start = time.perf_counter()
     out = subprocess.run(
-        command, env=_thread_env(threads), capture_output=True, text=True, check=False
+        command,
+        env=_thread_env(threads),
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=(lambda: os.sched_setaffinity(0, _pinned_cores(threads))) if pin else None,
     )
+    wall = time.perf_counter() - start
+    children_after = os.times()
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{out.stderr[-3000:]}")
+    cpu = (children_after.children_user - children_before.children_user) + (
+        children_after.children_system - children_before.children_system
+    )
+    return cpu / wall
 
 
 def _antiphon_command(*arguments: str) -> list[str]:
@@ -140,19 +164,25 @@ def _antiphon_command(*arguments: str) -> list[str]:
     return [os.path.join(os.path.dirname(sys.executable), "antiphon"), *arguments]
 
 
-def _run_json(command: list[str], threads: int) -> dict[str, Any]:
-    """Runs a benchmark subprocess; its result is the JSON it writes to `--out`."""
+def _run_json(command: list[str], threads: int, pin: bool = False) -> dict[str, Any]:
+    """Runs a benchmark subprocess; its result is the JSON it writes to `--out`, plus
+    `cores_busy`, the cores the whole subprocess kept busy on average (start-up included)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         out_path = os.path.join(tmp, "result.json")
-        _run([*command, "--out", out_path], threads)
+        cores_busy = _run([*command, "--out", out_path], threads, pin=pin)
         with open(out_path) as f:
-            return json.load(f)
+            return {**json.load(f), "cores_busy": cores_busy}
 
 
 def speed(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {"dataset": args.dataset, "threads": args.threads, "methods": {}}
+    results: dict[str, Any] = {
+        "dataset": args.dataset,
+        "threads": args.threads,
+        "pinned_cores": sorted(_pinned_cores(args.threads)),
+        "methods": {},
+    }
     for method in args.methods:
         # IQL and CQL have no antiphon learner: their rows give d3rlpy's rate alone.
         has_ours = method in OURS_OPTIONS
@@ -174,6 +204,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
                             str(args.steps),
                         ],
                         args.threads,
+                        pin=True,
                     )
                 )
             theirs_runs.append(
@@ -196,6 +227,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
                         str(args.threads),
                     ],
                     args.threads,
+                    pin=True,
                 )
             )
             ours_text = (
@@ -204,9 +236,11 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
                 if has_ours
                 else ""
             )
+            ours_cores = f"{ours_runs[-1]['cores_busy']:.2f} / " if has_ours else ""
             print(
                 f"{method} repeat {repeat}: {ours_text}d3rlpy "
-                f"{theirs_runs[-1]['steps_per_second']:.0f} steps/s",
+                f"{theirs_runs[-1]['steps_per_second']:.0f} steps/s "
+                f"(cores busy {ours_cores}{theirs_runs[-1]['cores_busy']:.2f})",
                 file=sys.stderr,
             )
         entry: dict[str, Any] = {}
