@@ -18,15 +18,13 @@ import sys
 import time
 from typing import Any
 
+from benchmarks.offline_side_by_side import _pinned_cores, _thread_env, make_learner
+
 if __name__ == "__main__":
-    # One core, as `offline_side_by_side speed --threads 1`: pinned (the XLA flag alone still let
-    # jax 0.4.34 use both cores) before jax starts any thread.
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "")
-        + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    ).strip()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # One core, as `offline_side_by_side speed --threads 1` runs each side: pinned (the XLA flag
+    # alone still let jax 0.4.34 use both cores) and with its thread flags, before jax starts.
+    os.sched_setaffinity(0, _pinned_cores(1))
+    os.environ.update(_thread_env(1))
 
 MATMULS_PER_CALL = 200
 SHAPES = {
@@ -72,21 +70,9 @@ def bc_step_flops(dataset_path: str) -> float:
     """XLA's cost analysis of one BC SGD step (the `speed` benchmark's settings), in FLOP."""
     import jax
 
-    from antiphon.agents.offline import device_transitions, sample_batch
-    from antiphon.core.types import make_environment_spec
-    from antiphon.environments import make_environment
-    from antiphon.environments.datasets import load_dataset
-    from benchmarks.offline_side_by_side import _builder
+    from antiphon.agents.offline import sample_batch
 
-    dataset = load_dataset(dataset_path)
-    environment = make_environment(
-        dataset.metadata["environment"], action_repeat=dataset.metadata.get("action_repeat", 1)
-    )
-    env_spec = make_environment_spec(environment)
-    builder = _builder("bc")
-    networks = builder.make_networks(env_spec)
-    data = device_transitions(dataset, builder.config.discount)
-    learner = builder.make_learner(networks, data, env_spec, jax.random.PRNGKey(0))
+    builder, data, learner = make_learner("bc", dataset_path)
     batch = sample_batch(data, jax.random.PRNGKey(1), builder.config.batch_size)
     analysis = jax.jit(learner.sgd_step).lower(learner.state, batch).compile().cost_analysis()
     if isinstance(analysis, list):  # jax 0.4.34 returns one dict per computation

@@ -79,10 +79,12 @@ def _builder(method: str):
     return builder_class(config)
 
 
-def ours_speed(method: str, dataset_path: str, steps: int) -> dict[str, Any]:
+def make_learner(method: str, dataset_path: str):
+    """(builder, device data, learner): our `method` with the benchmark's settings on the dataset
+    at `dataset_path`, the dataset already in device memory."""
     import jax
 
-    from antiphon.agents.offline import device_transitions, sample_batch
+    from antiphon.agents.offline import device_transitions
     from antiphon.core.types import make_environment_spec
     from antiphon.environments import make_environment
     from antiphon.environments.datasets import load_dataset
@@ -95,7 +97,15 @@ def ours_speed(method: str, dataset_path: str, steps: int) -> dict[str, Any]:
     builder = _builder(method)
     networks = builder.make_networks(env_spec)
     data = device_transitions(dataset, builder.config.discount)
-    learner = builder.make_learner(networks, data, env_spec, jax.random.PRNGKey(0))
+    return builder, data, builder.make_learner(networks, data, env_spec, jax.random.PRNGKey(0))
+
+
+def ours_speed(method: str, dataset_path: str, steps: int) -> dict[str, Any]:
+    import jax
+
+    from antiphon.agents.offline import sample_batch
+
+    builder, data, learner = make_learner(method, dataset_path)
     learner.step()
     learner.block_until_ready()
     start = time.perf_counter()
