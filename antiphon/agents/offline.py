@@ -44,8 +44,18 @@ def device_transitions(dataset, discount: float, device: jax.Device | None = Non
 def sample_batch(data: Transition, key: jax.Array, batch_size: int) -> Transition:
     """`batch_size` rows drawn uniformly with replacement (inside jit: indices never leave the
     device)."""
+    return jax.tree_util.tree_map(lambda x: x[0], sample_batches(data, key, 1, batch_size))
+
+
+def sample_batches(data: Transition, key: jax.Array, num_batches: int, batch_size: int):
+    """`num_batches` batches of `batch_size` rows, each row drawn uniformly with replacement:
+    a `Transition` whose leaves have leading dimensions [num_batches, batch_size].
+
+    All the indices come from one `randint` call: inside a `lax.scan`, a call per step ran
+    jax's threefry as three small XLA loops per step (about 2 % of BC's step on one core).
+    """
     size = jax.tree_util.tree_leaves(data)[0].shape[0]
-    indices = jax.random.randint(key, (batch_size,), 0, size)
+    indices = jax.random.randint(key, (num_batches, batch_size), 0, size)
     return jax.tree_util.tree_map(lambda x: jnp.take(x, indices, axis=0), data)
 
 
@@ -54,12 +64,8 @@ def make_multi_step_update(sgd_step: SgdStep, batch_size: int, steps_per_call: i
     fresh batch sampled from `data` on the device."""
 
     def update(state, data: Transition, key: jax.Array):
-        keys = jax.random.split(key, steps_per_call)
-
-        def one_step(state, step_key):
-            return sgd_step(state, sample_batch(data, step_key, batch_size))
-
-        state, metrics = jax.lax.scan(one_step, state, keys)
+        batches = sample_batches(data, key, steps_per_call, batch_size)
+        state, metrics = jax.lax.scan(sgd_step, state, batches)
         return state, jax.tree_util.tree_map(jnp.mean, metrics)
 
     return update

@@ -325,6 +325,55 @@ def test_censored_edge_gradient_pushes_the_mean_out_without_chasing_atanh_of_one
     assert np.isfinite(grad(-3.0, "censored"))
 
 
+def test_censored_edge_gradients_are_those_of_both_edge_bins():
+    # tanh_gaussian_log_prob evaluates one log Phi per component, on the side of its action;
+    # values and gradients must be those of the two-sided formula (lower bin P(u <= -e), upper
+    # bin P(u >= e)), on both edges and inside.
+    from jax.scipy.stats import norm
+
+    t = shared.TANH_EDGE_THRESHOLD
+    edge, log_width = np.arctanh(t), np.log1p(-t)
+
+    def two_sided(mean, std, action):
+        inside = jnp.clip(action, -t, t)
+        density = norm.logpdf(jnp.arctanh(inside), mean, std) - jnp.log1p(-jnp.square(inside))
+        lower = norm.logcdf(-edge, mean, std) - log_width
+        upper = norm.logsf(edge, mean, std) - log_width
+        return jnp.sum(jnp.where(action <= -t, lower, jnp.where(action >= t, upper, density)), -1)
+
+    key_mean, key_std = jax.random.split(jax.random.PRNGKey(3))
+    mean = 3.0 * jax.random.normal(key_mean, (64, 3))
+    std = jax.random.uniform(key_std, (64, 3), minval=0.05, maxval=2.0)
+    action = jnp.tile(jnp.array([[-1.0, 0.3, 1.0], [0.9995, -0.9995, -0.2]]), (32, 1))
+    got = shared.tanh_gaussian_log_prob(mean, std, action)
+    np.testing.assert_allclose(got, two_sided(mean, std, action), rtol=1e-5, atol=1e-4)
+    for argnum in (0, 1):
+        got_grad = jax.grad(lambda *x: shared.tanh_gaussian_log_prob(*x).sum(), argnum)(
+            mean, std, action
+        )
+        want_grad = jax.grad(lambda *x: two_sided(*x).sum(), argnum)(mean, std, action)
+        np.testing.assert_allclose(got_grad, want_grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("x_shape", [(5,), (16, 5), (4, 16, 5)])
+def test_narrow_output_matmul_has_the_gradients_of_a_matmul(x_shape):
+    # The policy heads' matmul computes its weight gradient as (g^T x)^T: it must equal x^T g
+    # (summed over every leading dimension of x), and dx must be g w^T.
+    key_x, key_w, key_c = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(key_x, x_shape)
+    w = jax.random.normal(key_w, (5, 12))
+    cotangent = jax.random.normal(key_c, (*x_shape[:-1], 12))
+
+    def loss(matmul):
+        return lambda x, w: jnp.sum(cotangent * jnp.sin(matmul(x, w)))
+
+    got = jax.jit(jax.grad(loss(shared.narrow_output_matmul), (0, 1)))(x, w)
+    want = jax.grad(loss(jnp.matmul), (0, 1))(x, w)
+    np.testing.assert_allclose(shared.narrow_output_matmul(x, w), x @ w, rtol=1e-6)
+    for got_grad, want_grad in zip(got, want, strict=True):
+        np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-5)
+
+
 def test_policy_heads_are_the_two_linear_layers_they_replace():
     # TanhGaussianPolicy runs its mean and scale heads as one matmul; its parameters (names,
     # shapes, initial values) and outputs must stay those of two hk.Linear heads, so snapshots

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from dm_env import specs
 
-from antiphon.agents.offline import device_transitions
+from antiphon.agents.offline import device_transitions, sample_batch, sample_batches
 from antiphon.agents.td3_bc import learning
 from antiphon.agents.td3_bc.builder import TD3BCBuilder
 from antiphon.agents.td3_bc.config import TD3BCConfig
@@ -295,3 +295,28 @@ def test_config_validation():
         TD3BCBuilder(TD3BCConfig(policy_delay=0))
     with pytest.raises(ValueError, match="tau"):
         TD3BCBuilder(dataclasses.replace(TD3BCConfig(), tau=0.0))
+
+
+def test_sampled_batches_are_whole_dataset_rows_drawn_uniformly():
+    # Row i of every field holds i, so a batch row mixing two dataset rows would show.
+    n = 10
+    rows = np.arange(n, dtype=np.float32)
+    data = jax.device_put(
+        Transition(
+            observation=np.stack([rows] * OBS_DIM, 1),
+            action=np.stack([rows] * ACT_DIM, 1),
+            reward=rows,
+            discount=rows,
+            next_observation=np.stack([rows] * OBS_DIM, 1),
+        )
+    )
+    batches = jax.jit(sample_batches, static_argnums=(2, 3))(data, jax.random.PRNGKey(0), 50, 64)
+    assert batches.observation.shape == (50, 64, OBS_DIM) and batches.reward.shape == (50, 64)
+    for leaf in (batches.observation, batches.action, batches.next_observation):
+        np.testing.assert_array_equal(leaf, np.broadcast_to(batches.reward[..., None], leaf.shape))
+    np.testing.assert_array_equal(batches.discount, batches.reward)
+    counts = np.bincount(np.asarray(batches.reward, np.int64).ravel(), minlength=n)
+    assert counts.sum() == 50 * 64 and counts.min() > 250  # 320 expected per row
+    assert not np.array_equal(batches.reward[0], batches.reward[1])  # each batch drawn afresh
+    one = sample_batch(data, jax.random.PRNGKey(1), 64)
+    assert one.observation.shape == (64, OBS_DIM) and one.reward.shape == (64,)
