@@ -355,6 +355,39 @@ def test_censored_edge_gradients_are_those_of_both_edge_bins():
         np.testing.assert_allclose(got_grad, want_grad, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("output_size", [1, 6])
+def test_linear_head_is_the_hk_linear_it_replaces(output_size):
+    # Output layers (critic values, TD3+BC's action) use shared.linear_head: same parameter
+    # names, shapes and initial values as hk.Linear, same outputs and gradients.
+    import haiku as hk
+
+    def head(x):
+        return shared.linear_head(x, output_size)
+
+    def reference(x):
+        return hk.Linear(output_size)(x)
+
+    x = jax.random.normal(jax.random.PRNGKey(1), (BATCH, 7))
+    head_t, reference_t = (
+        hk.without_apply_rng(hk.transform(head)),
+        hk.without_apply_rng(hk.transform(reference)),
+    )
+    params = head_t.init(jax.random.PRNGKey(0), x)
+    jax.tree_util.tree_map(
+        np.testing.assert_array_equal, params, reference_t.init(jax.random.PRNGKey(0), x)
+    )
+    params = jax.tree_util.tree_map(lambda p: p + 0.1, params)  # non-zero biases
+    np.testing.assert_allclose(head_t.apply(params, x), reference_t.apply(params, x), rtol=1e-5)
+
+    def loss(apply):
+        return lambda p, x: jnp.sum(jnp.sin(apply(p, x)))
+
+    got = jax.grad(loss(head_t.apply), (0, 1))(params, x)
+    want = jax.grad(loss(reference_t.apply), (0, 1))(params, x)
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("x_shape", [(5,), (16, 5), (4, 16, 5)])
 def test_narrow_output_matmul_has_the_gradients_of_a_matmul(x_shape):
     # The policy heads' matmul computes its weight gradient as (g^T x)^T: it must equal x^T g

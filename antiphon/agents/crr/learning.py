@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from antiphon.agents import distributional
+from antiphon.agents import distributional, optimizers
 from antiphon.agents.crr.config import CRRConfig
 from antiphon.agents.crr.networks import CRRNetworks
 from antiphon.agents.offline import OfflineLearner
@@ -147,58 +147,13 @@ def make_losses(networks: CRRNetworks, config: CRRConfig):
 def make_optimizer(learning_rate: float, max_gradient_norm: float) -> optax.GradientTransformation:
     """Adam, after clipping the gradient's global norm to `max_gradient_norm` (0: no clip).
 
-    Both run on one vector of all the parameters (`flatten`): the same arithmetic, but a handful
-    of fused kernels instead of several per parameter array. With the global norm (a reduction
-    over every array before any update) that was about 15 % of BC's step on one CPU core
-    (benchmarks/RESULTS.md).
+    Both run on one vector of all the parameters (`optimizers.flatten`).
     """
     if max_gradient_norm and max_gradient_norm > 0:
         inner = optax.chain(optax.clip_by_global_norm(max_gradient_norm), optax.adam(learning_rate))
     else:
         inner = optax.adam(learning_rate)
-    return flatten(inner)
-
-
-def _ravel(tree) -> jax.Array:
-    """The leaves of `tree`, flattened and laid end to end in one vector.
-
-    Written as `dynamic_update_slice`s into one buffer rather than `jnp.concatenate`: XLA CPU
-    updates the buffer in place, while a concatenate fusion is re-run by each of its consumers
-    (the gradient norm and Adam both read it) with a per-element choice of operand; on one core
-    that made the concatenates about 10 % of BC's step (benchmarks/RESULTS.md, session 16).
-    """
-    leaves = jax.tree_util.tree_leaves(tree)
-    flat = jnp.zeros((sum(leaf.size for leaf in leaves),), leaves[0].dtype)
-    offset = 0
-    for leaf in leaves:
-        flat = jax.lax.dynamic_update_slice(flat, jnp.reshape(leaf, (-1,)), (offset,))
-        offset += leaf.size
-    return flat
-
-
-def _unravel(like, flat: jax.Array):
-    """The inverse of `_ravel`: `flat` cut back into arrays shaped as `like`'s leaves."""
-    leaves, treedef = jax.tree_util.tree_flatten(like)
-    pieces, offset = [], 0
-    for leaf in leaves:
-        pieces.append(jnp.reshape(flat[offset : offset + leaf.size], leaf.shape))
-        offset += leaf.size
-    return jax.tree_util.tree_unflatten(treedef, pieces)
-
-
-def flatten(inner: optax.GradientTransformation) -> optax.GradientTransformation:
-    """`inner` run on all the parameters as one flat vector (what `optax.flatten` does), with
-    the vector built by `_ravel`. The updates come back in the parameters' structure."""
-
-    def init(params):
-        return inner.init(_ravel(params))
-
-    def update(updates, state, params=None):
-        flat_params = None if params is None else _ravel(params)
-        flat_updates, state = inner.update(_ravel(updates), state, flat_params)
-        return _unravel(updates, flat_updates), state
-
-    return optax.GradientTransformation(init, update)
+    return optimizers.flatten(inner)
 
 
 def make_sgd_step(networks: CRRNetworks, config: CRRConfig, policy_optimizer, critic_optimizer):

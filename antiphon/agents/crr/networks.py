@@ -74,7 +74,7 @@ def make_critic(config, env_spec: EnvironmentSpec):
 
     def critic(observation, action):
         x = shared.MLP(config.critic_layer_sizes)(jnp.concatenate([observation, action], -1))
-        return hk.Linear(1)(x)[..., 0]
+        return shared.linear_head(x, 1)[..., 0]
 
     return critic, (lambda q: q), None
 

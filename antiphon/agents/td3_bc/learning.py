@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from antiphon.agents import optimizers
 from antiphon.agents.offline import OfflineLearner
 from antiphon.agents.td3_bc import networks as td3_bc_networks
 from antiphon.agents.td3_bc.config import TD3BCConfig
@@ -107,7 +108,8 @@ def make_losses(networks: TD3BCNetworks, config: TD3BCConfig):
 
 
 def make_optimizer(learning_rate: float) -> optax.GradientTransformation:
-    """Adam on the trained parameters; zero updates for the normaliser's statistics."""
+    """Adam on the trained parameters (as one flat vector, `optimizers.flatten`); zero updates
+    for the normaliser's statistics."""
 
     def labels(params):
         return hk.data_structures.map(
@@ -118,7 +120,8 @@ def make_optimizer(learning_rate: float) -> optax.GradientTransformation:
         )
 
     return optax.multi_transform(
-        {"trained": optax.adam(learning_rate), "frozen": optax.set_to_zero()}, labels
+        {"trained": optimizers.flatten(optax.adam(learning_rate)), "frozen": optax.set_to_zero()},
+        labels,
     )
 
 

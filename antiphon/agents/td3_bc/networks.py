@@ -48,7 +48,7 @@ class QNetwork(hk.Module):
 
     def __call__(self, observation: jax.Array, action: jax.Array) -> jax.Array:
         x = shared.MLP(self._layer_sizes)(jnp.concatenate([observation, action], axis=-1))
-        return hk.Linear(1)(x)[..., 0]
+        return shared.linear_head(x, 1)[..., 0]
 
 
 def is_normalizer(module_name: str) -> bool:
@@ -108,7 +108,7 @@ def make_networks(env_spec: EnvironmentSpec, config: TD3BCConfig) -> TD3BCNetwor
         if normalize:
             observation = ObservationNormalizer()(observation)
         x = shared.MLP(config.policy_layer_sizes)(observation)
-        return jnp.tanh(hk.Linear(action_dim)(x))
+        return jnp.tanh(shared.linear_head(x, action_dim))
 
     def critic(observation, action):
         if normalize:
