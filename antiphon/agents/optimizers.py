@@ -22,7 +22,12 @@ def ravel(tree) -> jax.Array:
     that made the concatenates about 10 % of BC's step (benchmarks/RESULTS.md, session 16).
     """
     leaves = jax.tree_util.tree_leaves(tree)
-    flat = jnp.zeros((sum(leaf.size for leaf in leaves),), leaves[0].dtype)
+    if not leaves:
+        return jnp.zeros((0,), jnp.float32)
+    dtypes = {jnp.result_type(leaf) for leaf in leaves}
+    if len(dtypes) > 1:
+        raise ValueError(f"ravel needs leaves of one dtype (got {sorted(map(str, dtypes))})")
+    flat = jnp.zeros((sum(leaf.size for leaf in leaves),), dtypes.pop())
     offset = 0
     for leaf in leaves:
         flat = jax.lax.dynamic_update_slice(flat, jnp.reshape(leaf, (-1,)), (offset,))

@@ -460,6 +460,20 @@ def test_flattened_optimizer_is_clip_then_adam():
         params = optax.apply_updates(params, got)
 
 
+def test_ravel_and_unravel_round_trip():
+    from antiphon.agents import optimizers
+
+    tree = {"a": {"w": jnp.arange(6.0).reshape(3, 2), "b": jnp.zeros((2,))}, "c": jnp.ones(4)}
+    flat = optimizers.ravel(tree)
+    np.testing.assert_array_equal(
+        flat, np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(tree)])
+    )
+    jax.tree_util.tree_map(np.testing.assert_array_equal, optimizers.unravel(tree, flat), tree)
+    assert optimizers.ravel({}).shape == (0,)
+    with pytest.raises(ValueError, match="one dtype"):
+        optimizers.ravel({"a": jnp.zeros(2), "b": jnp.zeros(2, jnp.int32)})
+
+
 # ---- the authors' policy head: a mixture of diagonal Gaussians
 
 

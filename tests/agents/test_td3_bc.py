@@ -16,6 +16,7 @@ from antiphon.agents.td3_bc.builder import TD3BCBuilder
 from antiphon.agents.td3_bc.config import TD3BCConfig
 from antiphon.agents.td3_bc.networks import (
     NORMALIZER,
+    frozen_mask,
     make_networks,
     with_observation_statistics,
 )
@@ -257,6 +258,31 @@ def test_builder_learner_clones_the_behaviour(normalize):
     obs = dataset.observations[:4]
     actions = np.stack([actor.select_action(o) for o in obs])
     np.testing.assert_allclose(actions, networks.policy_apply(policy_params, obs), atol=1e-5)
+
+
+def test_flat_adam_matches_per_array_adam_and_leaves_the_normaliser_alone():
+    import optax
+
+    networks = make_networks(ENV_SPEC, TD3BCConfig(normalize_observations=True, **SMALL))
+    _, critic_params = _params(networks, 0)
+    critic_params = with_observation_statistics(critic_params, jnp.ones(OBS_DIM), jnp.ones(OBS_DIM))
+    optimizer = learning.make_optimizer(0.1)
+    reference = optax.multi_transform(
+        {"trained": optax.adam(0.1), "frozen": optax.set_to_zero()},
+        lambda p: jax.tree_util.tree_map(
+            lambda frozen: "frozen" if frozen else "trained", frozen_mask(p)
+        ),
+    )
+    state, reference_state = optimizer.init(critic_params), reference.init(critic_params)
+    for scale in (1.0, -0.3, 2.0):
+        grads = jax.tree_util.tree_map(lambda p, s=scale: s * (p + 1.0), critic_params)
+        got, state = optimizer.update(grads, state, critic_params)
+        want, reference_state = reference.update(grads, reference_state, critic_params)
+        jax.tree_util.tree_map(
+            lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7), got, want
+        )
+        np.testing.assert_array_equal(got[NORMALIZER]["mean"], 0.0)
+        critic_params = optax.apply_updates(critic_params, got)
 
 
 def test_normalizer_normalises():
