@@ -26,16 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.offline_side_by_side import _pinned_cores, _thread_env
+
 ITERATIONS = 32
-
-
-def _pin_to_one_core() -> int:
-    core = sorted(os.sched_getaffinity(0))[0]
-    os.sched_setaffinity(0, {core})
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-    ).strip()
-    return core
 
 
 def _time_per_iteration(body, args, repeats: int) -> float:
@@ -148,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results/xla_cpu_forms.json")
     args = parser.parse_args(argv)
-    core = _pin_to_one_core()  # before jax starts its thread pool
+    # One core, as `offline_side_by_side speed --threads 1` and `cpu_matmul_peak` run: pinned,
+    # with the same thread flags, before jax starts its thread pool.
+    (core,) = _pinned_cores(1)
+    os.sched_setaffinity(0, {core})
+    os.environ.update(_thread_env(1))
     import jax
 
     rows = {}
