@@ -13,6 +13,8 @@ the work out of the loop. Per-iteration microseconds, best of `--repeats`.
                          optax.flatten vs optimizers.flatten
   censored_log_prob      gradient of the censored tanh-Gaussian log-likelihood, [256, 6]: both
                          edges evaluated everywhere vs networks.tanh_gaussian_log_prob
+  bias_gradient          d/db of sum(c * relu(x + b)), x [256, 256] (a hidden layer's bias):
+                         x + b vs networks.add_bias
 
     python -m benchmarks.xla_cpu_forms --repeats 5
 """
@@ -125,6 +127,14 @@ def cases():
 
         return body, (mean, std, action)
 
+    cotangent256 = jax.random.normal(jax.random.fold_in(keys[2], 1), (256, 256))
+
+    def bias(add):
+        def body(scale, x, b):
+            return jax.grad(lambda b: jnp.sum(cotangent256 * jax.nn.relu(add(scale * x, b))))(b)
+
+        return body, (x, jnp.zeros((256,)))
+
     return {
         "heads_weight_gradient": (heads(jnp.matmul), heads(shared.narrow_output_matmul)),
         "one_output_layer": (
@@ -133,6 +143,7 @@ def cases():
         ),
         "flat_adam": (adam(optax.flatten), adam(optimizers.flatten)),
         "censored_log_prob": (log_prob(both_edges), log_prob(shared.tanh_gaussian_log_prob)),
+        "bias_gradient": (bias(jnp.add), bias(shared.add_bias)),
     }
 
 

@@ -115,7 +115,11 @@ def critic_inputs(observation: jax.Array, action: jax.Array, clip_action: bool) 
 
 class MLP(hk.Module):
     """A plain ReLU MLP (the torso of the offline agents; the same as d3rlpy's and acme JAX
-    CRR's default `(256, 256)` encoders, so side-by-side runs compare equal networks)."""
+    CRR's default `(256, 256)` encoders, so side-by-side runs compare equal networks).
+
+    hk.nets.MLP's parameters (names, shapes, initial values) and arithmetic, with each bias
+    added by `add_bias`, whose gradient is a pairwise sum over the batch (`column_sum`).
+    """
 
     def __init__(
         self, layer_sizes: Sequence[int], activate_final: bool = True, name: str | None = None
@@ -125,12 +129,29 @@ class MLP(hk.Module):
         self._activate_final = activate_final
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return hk.nets.MLP(
-            self._layer_sizes,
-            w_init=hk.initializers.VarianceScaling(1.0, "fan_avg", "uniform"),
-            activation=jax.nn.relu,
-            activate_final=self._activate_final,
-        )(x)
+        return _ReluLayers(self._layer_sizes, self._activate_final)(x)
+
+
+class _ReluLayers(hk.Module):
+    """The layers of MLP, laid out as hk.nets.MLP lays out its own (`mlp/~/linear_i`), so that
+    snapshots taken when MLP wrapped hk.nets.MLP still restore."""
+
+    def __init__(self, layer_sizes: tuple[int, ...], activate_final: bool):
+        super().__init__(name="mlp")
+        w_init = hk.initializers.VarianceScaling(1.0, "fan_avg", "uniform")
+        self._layers = [
+            _LinearParameters(size, w_init=w_init, name=f"linear_{i}")
+            for i, size in enumerate(layer_sizes)
+        ]
+        self._activate_final = activate_final
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i, layer in enumerate(self._layers):
+            w, b = layer(x.shape[-1])
+            x = add_bias(x @ w, b)
+            if i < len(self._layers) - 1 or self._activate_final:
+                x = jax.nn.relu(x)
+        return x
 
 
 class TanhGaussianPolicy(hk.Module):
@@ -168,7 +189,7 @@ def _linear_heads(x: jax.Array, heads: Sequence[tuple[str, int]]) -> list[jax.Ar
     """
     params = [_LinearParameters(size, name=name)(x.shape[-1]) for name, size in heads]
     weights = jnp.concatenate([w for w, _ in params], 1)
-    out = narrow_output_matmul(x, weights) + jnp.concatenate([b for _, b in params])
+    out = add_bias(narrow_output_matmul(x, weights), jnp.concatenate([b for _, b in params]))
     return jnp.split(out, np.cumsum([size for _, size in heads])[:-1].tolist(), axis=-1)
 
 
@@ -186,7 +207,40 @@ def linear_head(x: jax.Array, output_size: int, name: str = "linear") -> jax.Arr
     if output_size != 1:
         return _linear_heads(x, ((name, output_size),))[0]
     w, b = _LinearParameters(1, name=name)(x.shape[-1])
-    return jnp.sum(x * w[:, 0], axis=-1, keepdims=True) + b
+    return add_bias(jnp.sum(x * w[:, 0], axis=-1, keepdims=True), b)
+
+
+def column_sum(x: jax.Array) -> jax.Array:
+    """sum over all but the last axis of `x`, as a pairwise (halving) sum down to 8 rows.
+
+    The same sum as `jnp.sum(x, axis=tuple(range(x.ndim - 1)))`, in another order of additions.
+    XLA CPU rewrites a [256, 256] -> [256] reduction into a reduce-window it does not vectorise;
+    halving adds it fuses with their producer. A hidden layer's bias gradient, one core: 37 us
+    as the reduction, 9 as halving adds (`benchmarks/xla_cpu_forms.py`, `bias_gradient`;
+    benchmarks/RESULTS.md, session 17).
+    """
+    rows = x.reshape(-1, x.shape[-1])
+    while rows.shape[0] > 8 and rows.shape[0] % 2 == 0:
+        half = rows.shape[0] // 2
+        rows = rows[:half] + rows[half:]
+    return jnp.sum(rows, axis=0)
+
+
+@jax.custom_vjp
+def add_bias(x: jax.Array, b: jax.Array) -> jax.Array:
+    """x + b for x [..., N], b [N]: the same value and gradients, with db = column_sum(g)."""
+    return x + b
+
+
+def _add_bias_fwd(x, b):
+    return x + b, None
+
+
+def _add_bias_bwd(_, g):
+    return g, column_sum(g)
+
+
+add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 
 @jax.custom_vjp
@@ -229,12 +283,19 @@ class _LinearParameters(hk.Module):
     """The weight and bias of an hk.Linear(output_size) -- same names, shapes and initialisers --
     without applying them, so that several heads can share one matmul."""
 
-    def __init__(self, output_size: int, name: str | None = None):
+    def __init__(
+        self,
+        output_size: int,
+        w_init: hk.initializers.Initializer | None = None,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
         self._output_size = output_size
+        self._w_init = w_init
 
     def __call__(self, input_size: int) -> tuple[jax.Array, jax.Array]:
-        w_init = hk.initializers.TruncatedNormal(1.0 / np.sqrt(input_size))
+        # hk.Linear's default weight initialiser when none is given.
+        w_init = self._w_init or hk.initializers.TruncatedNormal(1.0 / np.sqrt(input_size))
         w = hk.get_parameter("w", [input_size, self._output_size], init=w_init)
         b = hk.get_parameter("b", [self._output_size], init=jnp.zeros)
         return w, b

@@ -407,6 +407,69 @@ def test_narrow_output_matmul_has_the_gradients_of_a_matmul(x_shape):
         np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(7,), (1, 7), (6, 7), (256, 7), (2, 96, 7), (40, 7)])
+def test_column_sum_is_the_sum_over_leading_axes(shape):
+    # Halving (256 -> 8 rows), odd row counts (left to jnp.sum once odd), one row, no batch.
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    want = np.sum(np.asarray(x, np.float64).reshape(-1, shape[-1]), axis=0)
+    np.testing.assert_allclose(jax.jit(shared.column_sum)(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_add_bias_has_the_value_and_gradients_of_plus():
+    key_x, key_b, key_c = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(key_x, (4, 64, 5))
+    b = jax.random.normal(key_b, (5,))
+    cotangent = jax.random.normal(key_c, (4, 64, 5))
+
+    def loss(add):
+        return lambda x, b: jnp.sum(cotangent * jnp.sin(add(x, b)))
+
+    np.testing.assert_array_equal(shared.add_bias(x, b), x + b)
+    got = jax.jit(jax.grad(loss(shared.add_bias), (0, 1)))(x, b)
+    want = jax.grad(loss(jnp.add), (0, 1))(x, b)
+    for got_grad, want_grad in zip(got, want, strict=True):
+        np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("activate_final", [True, False])
+def test_mlp_is_the_hk_nets_mlp_it_replaces(activate_final):
+    # shared.MLP no longer wraps hk.nets.MLP (its bias gradients go through add_bias); its
+    # parameter names, shapes and initial values, outputs and gradients must stay those of the
+    # hk.nets.MLP it wrapped, so snapshots written before still restore and mean the same network.
+    import haiku as hk
+
+    def reference(x):
+        with hk.experimental.name_scope("mlp"):
+            return hk.nets.MLP(
+                (32, 16),
+                w_init=hk.initializers.VarianceScaling(1.0, "fan_avg", "uniform"),
+                activation=jax.nn.relu,
+                activate_final=activate_final,
+            )(x)
+
+    def mlp(x):
+        return shared.MLP((32, 16), activate_final=activate_final)(x)
+
+    x = jax.random.normal(jax.random.PRNGKey(1), (BATCH, OBS_DIM))
+    mlp_t = hk.without_apply_rng(hk.transform(mlp))
+    reference_t = hk.without_apply_rng(hk.transform(reference))
+    params = mlp_t.init(jax.random.PRNGKey(0), x)
+    reference_params = reference_t.init(jax.random.PRNGKey(0), x)
+    assert sorted(params) == ["mlp/mlp/~/linear_0", "mlp/mlp/~/linear_1"]
+    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(reference_params)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params, reference_params)
+    params = jax.tree_util.tree_map(lambda p: p + 0.1 * jnp.ones_like(p), params)
+
+    def loss(apply):
+        return lambda p, x: jnp.sum(jnp.sin(apply(p, x)))
+
+    np.testing.assert_allclose(mlp_t.apply(params, x), reference_t.apply(params, x), rtol=1e-5)
+    got = jax.jit(jax.grad(loss(mlp_t.apply), (0, 1)))(params, x)
+    want = jax.grad(loss(reference_t.apply), (0, 1))(params, x)
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
 def test_policy_heads_are_the_two_linear_layers_they_replace():
     # TanhGaussianPolicy runs its mean and scale heads as one matmul; its parameters (names,
     # shapes, initial values) and outputs must stay those of two hk.Linear heads, so snapshots
