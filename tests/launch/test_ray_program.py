@@ -130,6 +130,23 @@ def _assert_two_node_placement(running, cluster, worker) -> None:
     assert head_id != worker.node_id
 
 
+def _run_on_two_nodes(program, stop_timeout: float) -> None:
+    """Runs `program` to its step limit on a fresh two-node cluster, first checking that each
+    node runs on the node `_TWO_NODE_RESOURCES` asks for."""
+    cluster, worker = _two_node_cluster()
+    try:
+        running = launch.launch(
+            program, launch_type="ray", address=cluster.address, resources=_TWO_NODE_RESOURCES
+        )
+        try:
+            _assert_two_node_placement(running, cluster, worker)
+        finally:
+            _wait_for(lambda: running.stop_requested, timeout=stop_timeout, what="the step limit")
+            running.wait(0)
+    finally:
+        cluster.shutdown()
+
+
 def _evaluator_rows(run_dir) -> list[dict[str, float]]:
     with open(run_dir / "logs" / "evaluator.csv") as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
@@ -141,21 +158,10 @@ def test_two_node_cluster_places_nodes_and_moves_data_and_parameters_across(tmp_
     fills, makes the rate limiter's number of SGD steps, and the worker's evaluator, at the step
     limit, waits for and plays parameters the learner had already updated (its row's learner
     steps are read before it fetches them)."""
-    cluster, worker = _two_node_cluster()
-    try:
-        running = launch.launch(
-            _small_program(tmp_path, max_actor_steps=2000, eval_every=10_000, eval_episodes=1),
-            launch_type="ray",
-            address=cluster.address,
-            resources=_TWO_NODE_RESOURCES,
-        )
-        try:
-            _assert_two_node_placement(running, cluster, worker)
-        finally:
-            _wait_for(lambda: running.stop_requested, timeout=400, what="the step limit")
-            running.wait(0)
-    finally:
-        cluster.shutdown()
+    _run_on_two_nodes(
+        _small_program(tmp_path, max_actor_steps=2000, eval_every=10_000, eval_episodes=1),
+        stop_timeout=400,
+    )
     last = _evaluator_rows(tmp_path)[-1]
     assert last["actor_steps"] >= 2000 and last["eval_episodes"] == 1
     expected_sgd_steps = (2000 - MIN_REPLAY_SIZE) * SAMPLES_PER_INSERT / BATCH_SIZE  # ~212
@@ -176,36 +182,23 @@ def test_two_node_cluster_actors_on_one_node_learner_and_replay_on_the_other(tmp
     return has spread from 35 (one CI run) to 123 and 152 (this test, three runs on a 2-core
     machine). The threaded test, evaluating every 2.5k steps, holds its best evaluation to 50
     above the uniform random policy (its threads do not reproduce a trajectory either)."""
-    cluster, worker = _two_node_cluster()
-    try:
-        builder = D4PGBuilder(
-            D4PGConfig(
-                policy_learning_rate=1e-3, critic_learning_rate=1e-3, samples_per_insert=128.0
-            )
-        )
-        experiment = experiments.OnlineExperiment(
-            environment=ENV,
-            max_actor_steps=10_000,
-            run_dir=str(tmp_path),
-            seed=1,
-            action_repeat=2,
-            eval_every=10_000,
-            eval_episodes=3,
-            replay_checkpoint=False,
-        )
-        running = launch.launch(
-            experiments.build_online_program(builder, experiment, _spec(action_repeat=2)),
-            launch_type="ray",
-            address=cluster.address,
-            resources=_TWO_NODE_RESOURCES,
-        )
-        try:
-            _assert_two_node_placement(running, cluster, worker)
-        finally:
-            _wait_for(lambda: running.stop_requested, timeout=500, what="the step limit")
-            running.wait(0)
-    finally:
-        cluster.shutdown()
+    builder = D4PGBuilder(
+        D4PGConfig(policy_learning_rate=1e-3, critic_learning_rate=1e-3, samples_per_insert=128.0)
+    )
+    experiment = experiments.OnlineExperiment(
+        environment=ENV,
+        max_actor_steps=10_000,
+        run_dir=str(tmp_path),
+        seed=1,
+        action_repeat=2,
+        eval_every=10_000,
+        eval_episodes=3,
+        replay_checkpoint=False,
+    )
+    _run_on_two_nodes(
+        experiments.build_online_program(builder, experiment, _spec(action_repeat=2)),
+        stop_timeout=500,
+    )
     rows = _evaluator_rows(tmp_path)
     first, last = rows[0]["eval_return_mean"], rows[-1]["eval_return_mean"]
     assert rows[-1]["actor_steps"] >= 10_000
