@@ -14,6 +14,7 @@ import pytest
 from antiphon.environments.datasets import Dataset, load_dataset, save_dataset
 from antiphon.environments.datasets.collect import RECIPE, list_snapshots
 from antiphon.launch import cli
+from tests.launch import evaluator_rows
 
 ENV = "dmc:cartpole-swingup"
 
@@ -95,11 +96,8 @@ def test_offline_training_from_a_dataset(recipe, tmp_path):
     # Environment and action repeat come from the dataset's metadata.
     assert config["env"] == ENV and config["action_repeat"] == 2
     assert config["dataset_summary"]["episodes"] == 2
-    with open(os.path.join(run_dir, "logs", "evaluator.csv")) as f:
-        rows = f.read().strip().splitlines()
-    header = rows[0].split(",")
-    last = dict(zip(header, rows[-1].split(","), strict=True))
-    assert int(float(last["learner_steps"])) == 64 and np.isfinite(float(last["eval_return_mean"]))
+    last = evaluator_rows(run_dir)[-1]
+    assert int(last["learner_steps"]) == 64 and np.isfinite(last["eval_return_mean"])
     assert os.listdir(os.path.join(run_dir, "checkpoints", "learner"))
     assert any(n.endswith(".msgpack") for n in os.listdir(os.path.join(run_dir, "snapshots")))
 

@@ -12,19 +12,13 @@ from antiphon.agents.d4pg.config import D4PGConfig
 from antiphon.core.types import make_environment_spec
 from antiphon.environments import make_environment
 from antiphon.launch import experiments, threads
+from tests.launch import evaluator_rows, measured_recipe
 
 ENV = "dmc:cartpole-swingup"
 
 
 def _spec():
     return make_environment_spec(make_environment(ENV, seed=0))
-
-
-def _read_eval(run_dir):
-    import csv
-
-    with open(os.path.join(run_dir, "logs", "evaluator.csv")) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def test_threaded_program_improves_its_return(tmp_path):
@@ -37,22 +31,10 @@ def test_threaded_program_improves_its_return(tmp_path):
     is not reproducible and the return at one evaluation is not either: the final one has been
     26 (one full-suite run), 71, 126, 210 and 250 (2026-11-21, 2-core machine). The best of the
     evaluations after the first was 126-250 in those four runs; that is the one held to the bar."""
-    builder = D4PGBuilder(
-        D4PGConfig(policy_learning_rate=1e-3, critic_learning_rate=1e-3, samples_per_insert=128.0)
-    )
-    experiment = experiments.OnlineExperiment(
-        environment=ENV,
-        max_actor_steps=10_000,
-        run_dir=str(tmp_path),
-        seed=1,
-        action_repeat=2,
-        eval_every=2_500,
-        eval_episodes=3,
-        replay_checkpoint=False,
-    )
+    builder, experiment = measured_recipe(ENV, tmp_path, eval_every=2_500)
     launched = threads.launch(experiments.build_online_program(builder, experiment, _spec()))
     launched.wait(timeout=600)
-    rows = _read_eval(str(tmp_path))
+    rows = evaluator_rows(tmp_path)
     assert rows[0]["actor_steps"] < 10_000 and rows[-1]["actor_steps"] >= 10_000
     assert len(rows) >= 4, rows
     first = rows[0]["eval_return_mean"]

@@ -4,7 +4,6 @@ mid-run (actor, replay, learner) that come back."""
 
 from __future__ import annotations
 
-import csv
 import signal
 import time
 
@@ -17,6 +16,7 @@ from antiphon.agents.d4pg.config import D4PGConfig
 from antiphon.core.types import make_environment_spec
 from antiphon.environments import make_environment
 from antiphon.launch import experiments
+from tests.launch import evaluator_rows, measured_recipe
 from tests.launch.ray_helpers import (
     assert_no_ray_processes,
     kill_and_wait_for_restart,
@@ -147,11 +147,6 @@ def _run_on_two_nodes(program, stop_timeout: float) -> None:
         cluster.shutdown()
 
 
-def _evaluator_rows(run_dir) -> list[dict[str, float]]:
-    with open(run_dir / "logs" / "evaluator.csv") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 def test_two_node_cluster_places_nodes_and_moves_data_and_parameters_across(tmp_path):
     """The two-node placement, and what crosses the nodes, on a short run (the learning check
     below is `slow`): the head's learner, sampling the head's replay that the worker's actor
@@ -162,7 +157,7 @@ def test_two_node_cluster_places_nodes_and_moves_data_and_parameters_across(tmp_
         _small_program(tmp_path, max_actor_steps=2000, eval_every=10_000, eval_episodes=1),
         stop_timeout=400,
     )
-    last = _evaluator_rows(tmp_path)[-1]
+    last = evaluator_rows(tmp_path)[-1]
     assert last["actor_steps"] >= 2000 and last["eval_episodes"] == 1
     expected_sgd_steps = (2000 - MIN_REPLAY_SIZE) * SAMPLES_PER_INSERT / BATCH_SIZE  # ~212
     assert 0.75 * expected_sgd_steps < last["learner_steps"] < 1.3 * expected_sgd_steps, last
@@ -182,24 +177,12 @@ def test_two_node_cluster_actors_on_one_node_learner_and_replay_on_the_other(tmp
     return has spread from 35 (one CI run) to 123 and 152 (this test, three runs on a 2-core
     machine). The threaded test, evaluating every 2.5k steps, holds its best evaluation to 50
     above the uniform random policy (its threads do not reproduce a trajectory either)."""
-    builder = D4PGBuilder(
-        D4PGConfig(policy_learning_rate=1e-3, critic_learning_rate=1e-3, samples_per_insert=128.0)
-    )
-    experiment = experiments.OnlineExperiment(
-        environment=ENV,
-        max_actor_steps=10_000,
-        run_dir=str(tmp_path),
-        seed=1,
-        action_repeat=2,
-        eval_every=10_000,
-        eval_episodes=3,
-        replay_checkpoint=False,
-    )
+    builder, experiment = measured_recipe(ENV, tmp_path, eval_every=10_000)
     _run_on_two_nodes(
         experiments.build_online_program(builder, experiment, _spec(action_repeat=2)),
         stop_timeout=500,
     )
-    rows = _evaluator_rows(tmp_path)
+    rows = evaluator_rows(tmp_path)
     first, last = rows[0]["eval_return_mean"], rows[-1]["eval_return_mean"]
     assert rows[-1]["actor_steps"] >= 10_000
     # (5000 agent steps - 1000 min size) * 128 / 256 ~ 2000 SGD steps, as in the threaded test
