@@ -96,20 +96,6 @@ def _finish(running) -> dict[str, float]:
     return counts
 
 
-def _two_node_cluster():
-    """A simulated two-node cluster (`ray.cluster_utils.Cluster`): a head with the
-    `learner_host` resource and a worker with `actor_host`."""
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 2, "resources": {"learner_host": 10}},
-    )
-    worker = cluster.add_node(num_cpus=2, resources={"actor_host": 10})
-    cluster.wait_for_nodes()
-    return cluster, worker
-
-
 # Actor and evaluator on the worker; replay, learner and counter on the head.
 _ON_HEAD = {"resources": {"learner_host": 1}}
 _ON_WORKER = {"resources": {"actor_host": 1}}
@@ -122,24 +108,28 @@ _TWO_NODE_RESOURCES = {
 }
 
 
-def _assert_two_node_placement(running, cluster, worker) -> None:
-    placed = {label: running.describe(label)["node_id"] for label in running.program_labels}
-    head_id = cluster.head_node.node_id
-    assert placed["actor"] == worker.node_id and placed["evaluator"] == worker.node_id
-    assert placed["replay"] == placed["learner"] == placed["counter"] == head_id
-    assert head_id != worker.node_id
-
-
 def _run_on_two_nodes(program, stop_timeout: float) -> None:
-    """Runs `program` to its step limit on a fresh two-node cluster, first checking that each
-    node runs on the node `_TWO_NODE_RESOURCES` asks for."""
-    cluster, worker = _two_node_cluster()
+    """Runs `program` to its step limit on a fresh simulated two-node cluster
+    (`ray.cluster_utils.Cluster`: a head with the `learner_host` resource, a worker with
+    `actor_host`), first checking that each node runs where `_TWO_NODE_RESOURCES` asks."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "resources": {"learner_host": 10}},
+    )
     try:
+        worker = cluster.add_node(num_cpus=2, resources={"actor_host": 10})
+        cluster.wait_for_nodes()
         running = launch.launch(
             program, launch_type="ray", address=cluster.address, resources=_TWO_NODE_RESOURCES
         )
         try:
-            _assert_two_node_placement(running, cluster, worker)
+            placed = {label: running.describe(label)["node_id"] for label in running.program_labels}
+            head_id = cluster.head_node.node_id
+            assert placed["actor"] == worker.node_id and placed["evaluator"] == worker.node_id
+            assert placed["replay"] == placed["learner"] == placed["counter"] == head_id
+            assert head_id != worker.node_id
         finally:
             _wait_for(lambda: running.stop_requested, timeout=stop_timeout, what="the step limit")
             running.wait(0)
