@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import csv
 import os
+import typing
 
-from antiphon.agents.d4pg.builder import D4PGBuilder
-from antiphon.agents.d4pg.config import D4PGConfig
-from antiphon.launch import experiments
+if typing.TYPE_CHECKING:
+    from antiphon.agents.d4pg.builder import D4PGBuilder
+    from antiphon.launch.experiments import OnlineExperiment
 
 
 def measured_recipe(
     environment: str, run_dir, eval_every: int
-) -> tuple[D4PGBuilder, experiments.OnlineExperiment]:
+) -> tuple[D4PGBuilder, OnlineExperiment]:
     """MoG-D4PG with the recipe measured in benchmarks/RESULTS.md (action repeat 2, Adam 1e-3,
-    samples_per_insert 128): one actor, 10k environment steps, seed 1, 3 evaluation episodes."""
+    samples_per_insert 128): one actor, 10k environment steps, seed 1, 3 evaluation episodes.
+
+    Imports antiphon only when called: Ray workers import this package to load
+    `tests.launch.ray_nodes`, and should not pay for jax there."""
+    from antiphon.agents.d4pg.builder import D4PGBuilder
+    from antiphon.agents.d4pg.config import D4PGConfig
+    from antiphon.launch import experiments
+
     builder = D4PGBuilder(
         D4PGConfig(policy_learning_rate=1e-3, critic_learning_rate=1e-3, samples_per_insert=128.0)
     )
