@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from dm_env import specs
 
-from antiphon.agents.offline import device_transitions, sample_batch, sample_batches
+from antiphon.agents.offline import (
+    device_transitions,
+    make_multi_step_update,
+    sample_batch,
+    sample_batches,
+)
 from antiphon.agents.td3_bc import learning
 from antiphon.agents.td3_bc.builder import TD3BCBuilder
 from antiphon.agents.td3_bc.config import TD3BCConfig
@@ -163,12 +168,16 @@ def test_actor_and_targets_move_only_on_delay_steps(delay):
         assert int(new.steps) == step
         assert not _tree_equal(new.critic_params, state.critic_params)  # the critic: every step
         assert set(metrics) == {"critic_loss", "policy_loss", "q_mean", "bc_mse", "lambda"}
+        assert np.isfinite(float(metrics["critic_loss"])) and np.isfinite(float(metrics["q_mean"]))
+        actor_metrics = [float(metrics[k]) for k in ("policy_loss", "bc_mse", "lambda")]
         if step % delay:
+            assert np.all(np.isnan(actor_metrics))  # not computed without an actor update
             assert _tree_equal(new.policy_params, state.policy_params)
             assert _tree_equal(new.policy_opt_state, state.policy_opt_state)
             assert _tree_equal(new.target_policy_params, state.target_policy_params)
             assert _tree_equal(new.target_critic_params, state.target_critic_params)
         else:
+            assert np.all(np.isfinite(actor_metrics))
             assert not _tree_equal(new.policy_params, state.policy_params)
             for online, old, target in [
                 (new.policy_params, state.target_policy_params, new.target_policy_params),
@@ -182,6 +191,41 @@ def test_actor_and_targets_move_only_on_delay_steps(delay):
                 )
                 assert not _tree_equal(target, old)
         state = new
+
+
+def test_a_calls_actor_metrics_are_the_mean_over_its_actor_updates():
+    """K = 6 steps per call with policy_delay 3: the call's actor metrics average the two
+    actor-update steps (3 and 6) only; its critic metrics average all six."""
+    config = TD3BCConfig(policy_delay=3, **SMALL)
+    networks = make_networks(ENV_SPEC, config)
+    state, policy_opt, critic_opt = learning.init_training_state(
+        networks, config, ENV_SPEC, jax.random.PRNGKey(0)
+    )
+    sgd_step = learning.make_sgd_step(networks, config, policy_opt, critic_opt)
+    step = jax.jit(sgd_step)
+    data = _batch(seed=7, n=200)
+    update = jax.jit(make_multi_step_update(sgd_step, BATCH, steps_per_call=6))
+    new_state, means, _ = update(state, data, jax.random.PRNGKey(1))
+
+    # The same six steps one at a time, on the batches the call drew.
+    _, sample_key = jax.random.split(jax.random.PRNGKey(1))
+    batches = sample_batches(data, sample_key, 6, BATCH)
+    per_step = []
+    for i in range(6):
+        state, metrics = step(state, jax.tree_util.tree_map(lambda x, i=i: x[i], batches))
+        per_step.append({k: float(v) for k, v in metrics.items()})
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+        new_state.policy_params,
+        state.policy_params,
+    )
+    for name in ("policy_loss", "bc_mse", "lambda"):
+        values = [m[name] for m in per_step]
+        assert np.all(np.isnan(values[0:2] + values[3:5])) and np.all(np.isfinite(values[2::3]))
+        np.testing.assert_allclose(float(means[name]), np.mean(values[2::3]), rtol=1e-5)
+    for name in ("critic_loss", "q_mean"):
+        expected = np.mean([m[name] for m in per_step])
+        np.testing.assert_allclose(float(means[name]), expected, rtol=1e-5, atol=1e-7)
 
 
 def _dataset(n: int = 512, seed: int = 0, action_noise: float = 0.2) -> Dataset:
