@@ -119,6 +119,16 @@ class MLP(hk.Module):
 
     hk.nets.MLP's parameters (names, shapes, initial values) and arithmetic, with each bias
     added by `add_bias`, whose gradient is a pairwise sum over the batch (`column_sum`).
+
+    Several inputs, `MLP(sizes)(observation, action)`, are the MLP of their concatenation along
+    the last axis, after broadcasting their leading axes together; the first layer multiplies
+    each input by its own rows of the weight and adds the products, so the parameters are those
+    of the concatenated input. A critic vmapped over m sampled actions then computes its
+    observation's product once, not m times, and no [m, B, obs + act] input is built: in CRR's
+    step XLA fused that concatenate with the action sampling into an unvectorised loop (about
+    400 us of a 5.9 ms step on one core); CRR went from 168-170 to 185-188 steps/s. Where no
+    input is broadcast (TD3+BC's critics) the one matmul of the concatenation was about 1 %
+    faster, so those pass the concatenation.
     """
 
     def __init__(
@@ -128,8 +138,8 @@ class MLP(hk.Module):
         self._layer_sizes = tuple(layer_sizes)
         self._activate_final = activate_final
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return _ReluLayers(self._layer_sizes, self._activate_final)(x)
+    def __call__(self, *inputs: jax.Array) -> jax.Array:
+        return _ReluLayers(self._layer_sizes, self._activate_final)(*inputs)
 
 
 class _ReluLayers(hk.Module):
@@ -145,13 +155,32 @@ class _ReluLayers(hk.Module):
         ]
         self._activate_final = activate_final
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for i, layer in enumerate(self._layers):
+    def __call__(self, *inputs: jax.Array) -> jax.Array:
+        if not self._layers:  # no layers: the (broadcast) concatenation itself
+            shape = jnp.broadcast_shapes(*(x.shape[:-1] for x in inputs))
+            return jnp.concatenate([jnp.broadcast_to(x, shape + x.shape[-1:]) for x in inputs], -1)
+        w, b = self._layers[0](sum(x.shape[-1] for x in inputs))
+        x = add_bias(concatenated_input_matmul(inputs, w), b)
+        for layer in self._layers[1:]:
+            x = jax.nn.relu(x)
             w, b = layer(x.shape[-1])
             x = add_bias(x @ w, b)
-            if i < len(self._layers) - 1 or self._activate_final:
-                x = jax.nn.relu(x)
+        if self._activate_final:
+            x = jax.nn.relu(x)
         return x
+
+
+def concatenated_input_matmul(inputs: Sequence[jax.Array], w: jax.Array) -> jax.Array:
+    """concat(inputs, -1) @ w, as sum_j inputs[j] @ w[rows of input j]: the inputs' leading axes
+    broadcast together and are never materialised side by side. One input: a plain matmul."""
+    if len(inputs) == 1:
+        return inputs[0] @ w
+    out, row = None, 0
+    for x in inputs:
+        product = x @ w[row : row + x.shape[-1]]
+        out = product if out is None else out + product
+        row += x.shape[-1]
+    return out
 
 
 class TanhGaussianPolicy(hk.Module):

@@ -470,6 +470,47 @@ def test_mlp_is_the_hk_nets_mlp_it_replaces(activate_final):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 
+def test_mlp_of_several_inputs_is_the_mlp_of_their_concatenation():
+    # MLP(sizes)(obs, action) multiplies each input by its rows of the first weight; it must
+    # keep the parameters of MLP(sizes)(concat) (old critic snapshots restore) and compute the
+    # same values and gradients, also with the action batched by vmap and the observation not.
+    import haiku as hk
+
+    obs = jax.random.normal(jax.random.PRNGKey(1), (BATCH, OBS_DIM))
+    actions = jax.random.uniform(jax.random.PRNGKey(2), (3, BATCH, ACT_DIM), minval=-1, maxval=1)
+    split_t = hk.without_apply_rng(hk.transform(lambda o, a: shared.MLP((32, 16))(o, a)))
+    joined_t = hk.without_apply_rng(
+        hk.transform(lambda o, a: shared.MLP((32, 16))(jnp.concatenate([o, a], -1)))
+    )
+    params = split_t.init(jax.random.PRNGKey(0), obs, actions[0])
+    joined_params = joined_t.init(jax.random.PRNGKey(0), obs, actions[0])
+    assert params["mlp/mlp/~/linear_0"]["w"].shape == (OBS_DIM + ACT_DIM, 32)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params, joined_params)
+    params = jax.tree_util.tree_map(lambda p: p + 0.1 * jnp.ones_like(p), params)
+
+    def loss(apply):
+        # vmapped over the 3 action samples, the observation shared: as CRR's critic is called.
+        return lambda p, o, a: jnp.sum(jnp.sin(jax.vmap(lambda x: apply(p, o, x))(a)))
+
+    got_value = jax.vmap(lambda a: split_t.apply(params, obs, a))(actions)
+    want_value = jax.vmap(lambda a: joined_t.apply(params, obs, a))(actions)
+    assert got_value.shape == (3, BATCH, 16)
+    np.testing.assert_allclose(got_value, want_value, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(  # broadcasting without vmap: [B, obs] with [3, B, act]
+        split_t.apply(params, obs, actions), want_value, rtol=1e-5, atol=1e-6
+    )
+    got = jax.jit(jax.grad(loss(split_t.apply), (0, 1, 2)))(params, obs, actions)
+    want = jax.grad(loss(joined_t.apply), (0, 1, 2))(params, obs, actions)
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+    no_layers = hk.without_apply_rng(hk.transform(lambda o, a: shared.MLP(())(o, a)))
+    np.testing.assert_array_equal(
+        no_layers.apply({}, obs, actions),
+        jnp.concatenate([jnp.broadcast_to(obs, (3, BATCH, OBS_DIM)), actions], -1),
+    )
+
+
 def test_policy_heads_are_the_two_linear_layers_they_replace():
     # TanhGaussianPolicy runs its mean and scale heads as one matmul; its parameters (names,
     # shapes, initial values) and outputs must stay those of two hk.Linear heads, so snapshots

@@ -57,15 +57,15 @@ def make_critic(config, env_spec: EnvironmentSpec):
         support = jnp.linspace(config.v_min, config.v_max, config.num_atoms)
 
         def critic(observation, action):
-            x = shared.MLP(config.critic_layer_sizes)(jnp.concatenate([observation, action], -1))
+            x = shared.MLP(config.critic_layer_sizes)(observation, action)
             return shared.CategoricalHead(config.num_atoms)(x)
 
         return critic, (lambda logits: distributional.categorical_mean(logits, support)), support
     if critic_type == "mog":
 
         def critic(observation, action):
-            x = shared.critic_inputs(observation, action, clip_action=True)
-            x = shared.MLP(config.critic_layer_sizes)(x)
+            # Clipped as D4PG's MoG critic clips it (networks.critic_inputs).
+            x = shared.MLP(config.critic_layer_sizes)(observation, jnp.clip(action, -1.0, 1.0))
             return shared.GaussianMixtureHead(
                 config.num_components, config.init_scale, config.min_scale
             )(x)
@@ -73,7 +73,7 @@ def make_critic(config, env_spec: EnvironmentSpec):
         return critic, distributional.mixture_mean, None
 
     def critic(observation, action):
-        x = shared.MLP(config.critic_layer_sizes)(jnp.concatenate([observation, action], -1))
+        x = shared.MLP(config.critic_layer_sizes)(observation, action)
         return shared.linear_head(x, 1)[..., 0]
 
     return critic, (lambda q: q), None
