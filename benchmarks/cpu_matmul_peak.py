@@ -66,18 +66,24 @@ def matmul_rate(m: int, k: int, n: int, repeats: int) -> float:
     return best
 
 
+def step_flops(learner, batch) -> float:
+    """XLA's cost analysis of one `learner.sgd_step` on `batch`, in FLOP."""
+    import jax
+
+    analysis = jax.jit(learner.sgd_step).lower(learner.state, batch).compile().cost_analysis()
+    if isinstance(analysis, list):  # jax 0.4.34 returns one dict per computation
+        analysis = analysis[0]
+    return float(analysis["flops"])
+
+
 def bc_step_flops(dataset_path: str) -> float:
-    """XLA's cost analysis of one BC SGD step (the `speed` benchmark's settings), in FLOP."""
+    """One BC SGD step (the `speed` benchmark's settings), in FLOP."""
     import jax
 
     from antiphon.agents.offline import sample_batch
 
     builder, data, learner = make_learner("bc", dataset_path)
-    batch = sample_batch(data, jax.random.PRNGKey(1), builder.config.batch_size)
-    analysis = jax.jit(learner.sgd_step).lower(learner.state, batch).compile().cost_analysis()
-    if isinstance(analysis, list):  # jax 0.4.34 returns one dict per computation
-        analysis = analysis[0]
-    return float(analysis["flops"])
+    return step_flops(learner, sample_batch(data, jax.random.PRNGKey(1), builder.config.batch_size))
 
 
 def main(argv: list[str] | None = None) -> int:

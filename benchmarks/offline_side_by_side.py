@@ -2,7 +2,9 @@
 
   speed  interleaved A/B timing (ours, d3rlpy) of CRR, TD3+BC and BC on one dataset, each run a
          fresh subprocess with the same thread count, pinned to as many cores; plus our
-         learner's floor (the same jitted SGD step on a fixed device batch, one step per call).
+         learner's floor (the same jitted SGD step on a fixed device batch, one step per call)
+         and its ceiling (the step's FLOPs, XLA's cost analysis, at the best [256, 256] matmul
+         rate measured in the same process: what the ratio could be if every FLOP ran at it).
          Writes JSON + markdown.
   learn  trains ours (`antiphon train --agent M --dataset F`) and d3rlpy's methods on the same
          files, same networks (256, 256), batch 256, same gradient steps; one process per run.
@@ -126,11 +128,23 @@ def ours_speed(method: str, dataset_path: str, steps: int) -> dict[str, Any]:
         state, _ = sgd_step(state, batch)
     jax.block_until_ready(state)
     floor_rate = floor_steps / (time.perf_counter() - start)
+
+    # The ceiling: the rate if every FLOP of the step ran at the best [256, 256] @ [256, 256]
+    # matmul rate of this process's cores (same threads and pinning). Matmuls are over 90 % of
+    # the step's FLOPs and that rate is close to the core's float32 FMA peak, so ceiling / d3rlpy
+    # is about the most that the same arithmetic can show against that d3rlpy run here.
+    from benchmarks.cpu_matmul_peak import matmul_rate, step_flops
+
+    flops = step_flops(learner, batch)
+    matmul_gflops = matmul_rate(256, 256, 256, repeats=5)
     return {
         "method": method,
         "steps_per_second": ours_rate,
         "floor_steps_per_second": floor_rate,
         "efficiency": ours_rate / floor_rate,
+        "step_gflop": flops / 1e9,
+        "matmul_gflops": matmul_gflops,
+        "ceiling_steps_per_second": matmul_gflops * 1e9 / flops,
         "steps_per_call": learner.steps_per_call,
         "measured_steps": ours,
     }
@@ -242,7 +256,8 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
             )
             ours_text = (
                 f"ours {ours_runs[-1]['steps_per_second']:.0f} steps/s "
-                f"(floor {ours_runs[-1]['floor_steps_per_second']:.0f}), "
+                f"(floor {ours_runs[-1]['floor_steps_per_second']:.0f}, "
+                f"ceiling {ours_runs[-1]['ceiling_steps_per_second']:.0f}), "
                 if has_ours
                 else ""
             )
@@ -259,6 +274,10 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
                 o["steps_per_second"] / t["steps_per_second"]
                 for o, t in zip(ours_runs, theirs_runs, strict=True)
             ]
+            ceiling_ratios = [
+                o["ceiling_steps_per_second"] / t["steps_per_second"]
+                for o, t in zip(ours_runs, theirs_runs, strict=True)
+            ]
             entry = {
                 "ours_steps_per_second": common.spread([o["steps_per_second"] for o in ours_runs]),
                 "floor_steps_per_second": common.spread(
@@ -266,6 +285,10 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
                 ),
                 "efficiency": common.spread([o["efficiency"] for o in ours_runs]),
                 "ratio": common.spread(ratios),
+                "ceiling_steps_per_second": common.spread(
+                    [o["ceiling_steps_per_second"] for o in ours_runs]
+                ),
+                "ceiling_ratio": common.spread(ceiling_ratios),
             }
         results["methods"][method] = {
             **entry,
@@ -287,7 +310,7 @@ def speed_table(results: dict[str, Any]) -> str:
     for method, r in results["methods"].items():
         if "ratio" not in r:
             d3rlpy_rate = f"{r['d3rlpy_steps_per_second']['median']:.0f}"
-            rows.append([method, "-", d3rlpy_rate, "-", "-", "-", "-", "-"])
+            rows.append([method, "-", d3rlpy_rate, "-", "-", "-", "-", "-", "-"])
             continue
         rows.append(
             [
@@ -299,6 +322,8 @@ def speed_table(results: dict[str, Any]) -> str:
                 common.meets(r["ratio"]["median"], targets[method]),
                 f"{r['efficiency']['median']:.2f}",
                 common.meets(r["efficiency"]["median"], ">= 0.6"),
+                f"{r['ceiling_ratio']['median']:.2f} "
+                f"({r['ceiling_steps_per_second']['median']:.0f})",
             ]
         )
     return common.markdown_table(
@@ -311,6 +336,7 @@ def speed_table(results: dict[str, Any]) -> str:
             "met",
             "ours / floor",
             "met",
+            "ratio at the matmul ceiling (ceiling steps/s)",
         ],
         rows,
     )
@@ -635,8 +661,10 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(ours_speed(args.method, args.dataset, args.steps), f)
         return 0
     if args.command == "speed":
+        recorder = common.Recorder(args.name)
         results = speed(args)
-        results["machine"] = common.machine()
+        context = recorder.finish({})  # command, commit, date, machine and load, as every record
+        results.update({k: context[k] for k in ("command", "git", "date", "machine", "load")})
         results["table"] = speed_table(results)
         path = common.write_json(results, args.name)
         print(results["table"])
