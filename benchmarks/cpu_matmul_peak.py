@@ -67,13 +67,41 @@ def matmul_rate(m: int, k: int, n: int, repeats: int) -> float:
 
 
 def step_flops(learner, batch) -> float:
-    """XLA's cost analysis of one `learner.sgd_step` on `batch`, in FLOP."""
+    """XLA's cost analysis of one `learner.sgd_step` on `batch`, in FLOP.
+
+    XLA counts a `lax.cond` as its costlier branch, so for a step with one whose branches differ
+    (TD3+BC's delayed actor update) this is more than the mean over steps; `has_uneven_cond`
+    tells."""
     import jax
 
     analysis = jax.jit(learner.sgd_step).lower(learner.state, batch).compile().cost_analysis()
     if isinstance(analysis, list):  # jax 0.4.34 returns one dict per computation
         analysis = analysis[0]
     return float(analysis["flops"])
+
+
+def has_uneven_cond(function, *args) -> bool:
+    """Whether `function(*args)` holds a `lax.cond` whose branches differ in FLOPs (XLA's cost
+    analysis of each branch alone), anywhere in its jaxpr."""
+    import jax
+
+    def flops(closed) -> float:
+        shapes = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in closed.jaxpr.invars]
+        analysis = jax.jit(jax.core.jaxpr_as_fun(closed)).lower(*shapes).compile().cost_analysis()
+        return float((analysis[0] if isinstance(analysis, list) else analysis).get("flops", 0.0))
+
+    def walk(jaxpr) -> bool:
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "cond" and len({flops(b) for b in eqn.params["branches"]}) > 1:
+                return True
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, tuple | list) else (value,):
+                    inner = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr holds its Jaxpr
+                    if isinstance(inner, jax.core.Jaxpr) and walk(inner):
+                        return True
+        return False
+
+    return walk(jax.make_jaxpr(function)(*args).jaxpr)
 
 
 def bc_step_flops(dataset_path: str) -> float:
