@@ -130,9 +130,10 @@ def ours_speed(method: str, dataset_path: str, steps: int) -> dict[str, Any]:
     floor_rate = floor_steps / (time.perf_counter() - start)
 
     # The ceiling: the rate if every FLOP of the step ran at the best [256, 256] @ [256, 256]
-    # matmul rate of this process's cores (same threads and pinning). Matmuls are over 90 % of
-    # the step's FLOPs and that rate is close to the core's float32 FMA peak, so ceiling / d3rlpy
-    # is about the most that the same arithmetic can show against that d3rlpy run here.
+    # matmul rate of this process's cores (same threads and pinning). Matmuls are most of the
+    # step's FLOPs (97 % of BC's) and that rate is no lower than MKL's through PyTorch on one
+    # core here (benchmarks/RESULTS.md, session 18), so ceiling / d3rlpy is about the most that
+    # the same arithmetic can show against that d3rlpy run on these cores.
     # With a lax.cond whose branches differ the FLOPs count the costlier one on every step
     # (TD3+BC: an actor update on every step, not every second one): the ceiling is then a
     # lower bound.
