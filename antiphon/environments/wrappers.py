@@ -21,6 +21,7 @@ __all__ = [
     "EnvironmentWrapper",
     "ObservationFlattenWrapper",
     "SinglePrecisionWrapper",
+    "native_action_spec",
 ]
 
 
@@ -182,6 +183,23 @@ class CanonicalActionWrapper(EnvironmentWrapper):
 
     def action_spec(self) -> Any:
         return self._action_spec
+
+
+def native_action_spec(environment: dm_env.Environment) -> Any:
+    """The action spec in the environment's own ("native") units: the spec the outermost
+    CanonicalActionWrapper in `environment`'s wrapper chain wraps (its bounds are what [-1, 1]
+    maps to). Without a CanonicalActionWrapper in the chain, `environment.action_spec()` itself.
+
+    Where the native bounds are already [-1, 1] (DM Control) this spec has the same bounds as
+    `environment.action_spec()`. The dtype is the wrapped environment's (float64 on DM Control);
+    only shape and bounds are meant to be read.
+    """
+    current = environment
+    while isinstance(current, EnvironmentWrapper):
+        if isinstance(current, CanonicalActionWrapper):
+            return current._inner_spec
+        current = current.environment
+    return environment.action_spec()
 
 
 # ----------------------------------------------------------------------------------------------

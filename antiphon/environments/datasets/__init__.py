@@ -2,11 +2,17 @@
 
     load_dataset(path, format=None)        rlds | minari | hdf5 | npz, detected from the path
     save_dataset(dataset, path, format=None)  rlds | hdf5 | npz
+    prepare_for_environment(dataset, environment, action_units=None, source=path)
+        -> (dataset in antiphon's [-1, 1] action units, checked against the environment; info)
+    describe_preparation(info)              that info as one line for the start line
 
 Formats (one module each): `hdf5` (D4RL layout), `npz`, `rlds` (a TFDS dataset directory in the
 RLDS episode format; needs tensorflow-datasets, imported only when used) and `minari` (reading a
 local Minari dataset). Every loaded dataset has been through `validate`; every failure to read a
-file is a `DatasetError` whose message is one line naming the path and the field.
+file is a `DatasetError` whose message is one line naming the path and the field. Files without
+`next_observations` (hdf5, npz) get them derived by `core.derive_next_observations`; loaded
+actions are as stored, in the units the metadata's `action_units` names (`prepare_for_environment`
+maps them to antiphon's internal [-1, 1] box).
 """
 
 from __future__ import annotations
@@ -14,21 +20,31 @@ from __future__ import annotations
 import os
 
 from antiphon.environments.datasets.core import (
+    ACTION_UNITS,
     Dataset,
     DatasetError,
     check_matches_environment,
     concatenate,
+    derive_next_observations,
+    describe_preparation,
+    prepare_for_environment,
+    prepare_for_specs,
     validate,
 )
 
 __all__ = [
+    "ACTION_UNITS",
     "FORMATS",
     "Dataset",
     "DatasetError",
     "check_matches_environment",
     "concatenate",
+    "derive_next_observations",
+    "describe_preparation",
     "detect_format",
     "load_dataset",
+    "prepare_for_environment",
+    "prepare_for_specs",
     "save_dataset",
     "validate",
 ]

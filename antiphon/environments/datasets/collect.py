@@ -12,6 +12,10 @@ A policy is one of:
 The D4RL recipe on one run (`collect_recipe`): random, medium, medium-replay, expert and
 medium-expert (medium + expert, 50/50), each written with its metadata.
 
+Every dataset holds actions in antiphon's internal [-1, 1] box, and its metadata says so:
+`action_units: "normalized"` (older datasets without the key are recognised by their `policy`
+record, see `core.prepare_for_environment`).
+
 Snapshot policies act greedily plus Gaussian noise `action_noise` (clipped to the box), so that
 datasets cover more than one trajectory per start state; the noise is recorded in the metadata.
 With `behaviour_policy` a snapshot acts with its agent's behaviour policy instead of its
@@ -123,7 +127,7 @@ def restore_snapshot(run_dir: str, snapshot: Snapshot, env_spec, evaluation: boo
     initial = networks.init(jax.random.PRNGKey(0), env_spec)
     # Actor-critic agents' init returns (policy, critic); BC's, the policy alone.
     by_name = (
-        dict(zip(("policy", "critic"), initial))
+        dict(zip(("policy", "critic"), initial, strict=False))
         if isinstance(initial, tuple)
         else {"policy": initial}
     )
@@ -137,7 +141,9 @@ def restore_snapshot(run_dir: str, snapshot: Snapshot, env_spec, evaluation: boo
 
     saved = variable_names(True)
     restored = checkpointing.restore_pytree(snapshot.path, pick(by_name, saved))
-    restored = {saved: restored} if isinstance(saved, str) else dict(zip(saved, restored))
+    restored = (
+        {saved: restored} if isinstance(saved, str) else dict(zip(saved, restored, strict=False))
+    )
     return builder, networks, pick(restored, variable_names(evaluation))
 
 
@@ -269,6 +275,9 @@ def collect(
     metadata: dict[str, Any] = {
         "environment": environment_name,
         "action_repeat": action_repeat,
+        # The policies act in antiphon's [-1, 1] box (the environment's CanonicalActionWrapper
+        # maps to its own units), so that is what the dataset holds.
+        "action_units": "normalized",
         "seed": seed,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -24,6 +24,10 @@ timeout. Dict (and Tuple) observations/actions are flattened by `core.flatten_st
 leaves, each reshaped to one row per step, concatenated in sorted key order (the order of
 gymnasium's `FlattenObservation`); the metadata lists the columns under `observation_keys` /
 `action_keys`. Image (JPEG-encoded) and text spaces are refused.
+
+Minari stores every observation of an episode (T + 1 of them), so next observations never need
+deriving. Actions are stored as the environment took them (its own units); the metadata says
+`action_units: "native"`, so `core.prepare_for_environment` maps them to antiphon's [-1, 1].
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from antiphon.environments.datasets.core import (
     Dataset,
     DatasetError,
     first_line,
+    flags_to_bool,
     flatten_structure,
     one_line_errors,
     validate,
@@ -90,16 +95,12 @@ def _read_node(node: Any, name: str, source: str) -> Any:
 
 def _flags(value: Any, name: str, steps: int, source: str) -> np.ndarray:
     value = np.asarray(value)
-    if value.dtype.kind not in "biu" or (
-        value.dtype.kind != "b" and not np.isin(value, (0, 1)).all()
-    ):
-        raise DatasetError(f"{source}: field '{name}' has dtype {value.dtype}, expected bool")
     if value.shape != (steps,):
         raise DatasetError(
             f"{source}: field '{name}' has shape {value.shape}, expected ({steps},) like 'rewards'"
             " (ragged fields)"
         )
-    return value.astype(bool)
+    return flags_to_bool(value, source, name)  # bool, or integer/float 0/1
 
 
 def read_minari(path: str) -> Dataset:
@@ -228,7 +229,7 @@ def _read_minari(path: str) -> Dataset:
                 f"{main}: field '{name}' changes per-step shape between episodes ({sorted(widths)})"
             )
         arrays[name] = np.concatenate(parts)
-    metadata: dict[str, Any] = {"source_format": "minari", "minari": info}
+    metadata: dict[str, Any] = {"source_format": "minari", "action_units": "native", "minari": info}
     if isinstance(info.get("algorithm_name"), str):
         metadata["policy"] = info["algorithm_name"]
     if observation_keys:

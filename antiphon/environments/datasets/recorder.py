@@ -8,6 +8,11 @@ episodes and on `flush()`. A crash loses at most the unflushed episodes, never a
 `read_recorded_episodes(run_dir, until_actor_steps)` gathers every actor's episodes, in the order
 they ended, up to a step count: exactly what a D4RL-style replay buffer of a run stopped at that
 point held.
+
+The actions recorded are the ones the agent chose, in antiphon's internal [-1, 1] box (the
+environment's CanonicalActionWrapper maps them to its own units): each chunk file's `metadata`
+says `action_units: "normalized"` (`ACTION_UNITS_METADATA`), and `antiphon collect` records the
+same in the datasets it writes from these episodes.
 """
 
 from __future__ import annotations
@@ -19,9 +24,17 @@ from typing import Any
 import dm_env
 import numpy as np
 
-from antiphon.environments.datasets.core import FIELDS, Dataset, DatasetError, from_episodes
+from antiphon.environments.datasets.core import (
+    FIELDS,
+    Dataset,
+    DatasetError,
+    from_episodes,
+    metadata_to_json,
+)
 
 EPISODES_DIR = "episodes"
+# What antiphon's own recordings say about their actions (see core's module docstring).
+ACTION_UNITS_METADATA = {"action_units": "normalized"}
 
 
 def episodes_dir(run_dir: str) -> str:
@@ -110,6 +123,7 @@ class EpisodeRecorder(EpisodeAssembler):
         arrays = from_episodes(self._pending).arrays()
         arrays["episode_lengths"] = np.array([len(e["rewards"]) for e in self._pending], np.int64)
         arrays["episode_actor_steps"] = np.array([e["actor_steps"] for e in self._pending])
+        arrays["metadata"] = np.array(metadata_to_json(dict(ACTION_UNITS_METADATA)))
         path = os.path.join(self._directory, f"chunk-{self._next_chunk:06d}.npz")
         # Not matching chunk-*.npz, so a crash mid-write never leaves a half file readers see.
         tmp = os.path.join(self._directory, f".writing-{self._next_chunk:06d}.npz")

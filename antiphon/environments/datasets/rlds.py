@@ -32,6 +32,11 @@ every leaf reshaped to one row per step and concatenated in sorted key order; th
 the columns under `observation_keys` / `action_keys`. Text or image-only fields that cannot be
 numbers are refused with a one-line error. Episodes of a single step (no transition) are
 skipped and counted in the metadata (`rlds.episodes_without_transitions`).
+
+RLDS stores every observation of an episode, so next observations never need deriving. A
+dataset other tools wrote has no `action_units` in its metadata: `core.prepare_for_environment`
+reads its actions
+in the environment's own units unless told otherwise.
 """
 
 from __future__ import annotations
