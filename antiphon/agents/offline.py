@@ -7,13 +7,12 @@ steps with `lax.scan`, so a learner step moves no data between host and device
 (ARCHITECTURE.md §5).
 
 `OfflineLearner` is the Learner around an algorithm's pure `sgd_step(state, batch) ->
-(state, metrics)`; each algorithm keeps its losses, state and step in its own `learning.py`.
+(state, metrics)` (`learners.GuardedLearner`, with its divergence guard); each algorithm keeps its
+losses, state and step in its own `learning.py`.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,9 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from antiphon.agents.learners import GuardedLearner, SgdStep, make_scan_update
 from antiphon.core.types import Transition
-
-SgdStep = Callable[[Any, Transition], tuple[Any, dict[str, jax.Array]]]
 
 
 def device_transitions(dataset, discount: float, device: jax.Device | None = None) -> Transition:
@@ -60,31 +58,38 @@ def sample_batches(data: Transition, key: jax.Array, num_batches: int, batch_siz
 
 
 def make_multi_step_update(sgd_step: SgdStep, batch_size: int, steps_per_call: int):
-    """`update(state, data, key) -> (state, mean metrics, next key)`: `steps_per_call` SGD steps,
-    each on a fresh batch sampled from `data` on the device.
+    """`update(state, data, key) -> (state, mean metrics, finite, next key)`: `steps_per_call` SGD
+    steps, each on a fresh batch sampled from `data` on the device.
 
     A metric is averaged over the steps that computed it: a step marks one it did not compute
     with NaN (TD3+BC's actor metrics on steps without an actor update), and a metric no step of
-    the call computed comes out NaN. So a NaN from a diverged loss shows in the mean only once
-    every step of a call has it, at most one call later.
+    the call computed comes out NaN. `finite` is the divergence guard's flag
+    (`learners.update_is_finite`).
 
     The key for the next call is split off inside the call: a separate split per call was a
     second dispatch, about 2 % of BC's step at 8 steps per call."""
+    scanned = make_scan_update(sgd_step)
 
     def update(state, data: Transition, key: jax.Array):
-        key, sample_key = jax.random.split(key)
-        batches = sample_batches(data, sample_key, steps_per_call, batch_size)
-        state, metrics = jax.lax.scan(sgd_step, state, batches)
-        return state, jax.tree_util.tree_map(jnp.nanmean, metrics), key
+        key, batches = call_batches(data, key, steps_per_call, batch_size)
+        state, metrics, finite = scanned(state, batches)
+        return state, metrics, finite, key
 
     return update
 
 
-class OfflineLearner:
+def call_batches(data: Transition, key: jax.Array, steps_per_call: int, batch_size: int):
+    """(next key, the [K, B, ...] batches) of the call that starts from `key`."""
+    key, sample_key = jax.random.split(key)
+    return key, sample_batches(data, sample_key, steps_per_call, batch_size)
+
+
+class OfflineLearner(GuardedLearner):
     """Runs `steps_per_call` SGD steps per `step()` on a dataset held in device memory.
 
     `variables(state) -> {name: params}` names what `get_variables` serves (e.g. "policy",
-    "critic"). The state must have an integer `steps` field (SGD steps taken).
+    "critic"). The state must have an integer `steps` field (SGD steps taken). The divergence
+    guard is `learners.GuardedLearner`'s.
     """
 
     def __init__(
@@ -100,88 +105,54 @@ class OfflineLearner:
         logger=None,
         log_every_seconds: float = 5.0,
     ):
-        self._state = state
-        self._data = data
-        self._variables = variables
-        self._steps_per_call = steps_per_call
-        self._key = key
-        self._counter = counter
-        self._logger = logger
-        self._log_every = log_every_seconds
-        self._last_log = 0.0
-        update = make_multi_step_update(sgd_step, batch_size, steps_per_call)
-        donate = (0,) if jax.default_backend() != "cpu" else ()  # CPU ignores donation (warns)
-        self._sgd_step = sgd_step
-        self._update = jax.jit(update, donate_argnums=donate)
-        self._lock = threading.Lock()  # guards _state against concurrent get_variables/save
-        self._version = 0
-        self._stop = threading.Event()
-
-    @property
-    def sgd_step(self) -> SgdStep:
-        """The pure `sgd_step(state, batch)` this learner runs (benchmarks time it alone)."""
-        return self._sgd_step
-
-    @property
-    def steps_per_call(self) -> int:
-        return self._steps_per_call
-
-    # ---- Learner
-    def step(self) -> dict[str, Any] | None:
-        with self._lock:
-            self._state, metrics, self._key = self._update(self._state, self._data, self._key)
-            self._version += 1
-        counts = (
-            self._counter.increment(steps=self._steps_per_call) if self._counter is not None else {}
+        super().__init__(
+            sgd_step, state, variables, steps_per_call, counter, logger, log_every_seconds
         )
-        now = time.time()
-        if self._logger is not None and now - self._last_log >= self._log_every:
-            self._last_log = now
-            values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            values.update(counts)
-            self._logger.write(values)
-            return values
-        return None
+        self._data = data
+        self._key = key
+        self._batch_size = batch_size
+        self._update = jax.jit(make_multi_step_update(sgd_step, batch_size, steps_per_call))
 
-    def run(self, num_steps: int | None = None) -> None:
-        """`num_steps` SGD steps (rounded up to whole calls), or until stop()."""
-        done = 0
-        while not self._stop.is_set() and (num_steps is None or done < num_steps):
-            self.step()
-            done += self._steps_per_call
+    def _next_inputs(self):
+        return self._key
 
-    def stop(self) -> None:
-        self._stop.set()
+    def _dispatch(self, state, key):
+        state_out, metrics, finite, self._key = self._update(state, self._data, key)
+        return state_out, metrics, finite
 
-    def block_until_ready(self) -> None:
-        jax.block_until_ready(self._state)
-
-    # ---- VariableSource
-    def get_variables(self, names):
-        with self._lock:
-            state = self._state
-        table = self._variables(state)
-        return [jax.device_get(table[name]) for name in names]
-
-    def variables_version(self) -> int:
-        return self._version
+    def _call_batches(self, key):
+        return call_batches(self._data, key, self._steps_per_call, self._batch_size)[1]
 
     # ---- Saveable: the training state and the sampling key
-    def save(self) -> Any:
-        with self._lock:
-            return {"state": jax.device_get(self._state), "key": jax.device_get(self._key)}
+    def _saved(self, state) -> Any:
+        return {"state": jax.device_get(state), "key": jax.device_get(self._key)}
 
-    def restore(self, saved: Any) -> None:
-        with self._lock:
-            # checkpointing.restore_pytree rebuilds the template's structure (our save()).
-            self._state = jax.device_put(saved["state"])
-            self._key = jax.device_put(saved["key"])
-            self._version += 1
+    def _restored(self, saved: Any) -> Any:
+        # checkpointing.restore_pytree rebuilds the template's structure (our save()).
+        self._key = jax.device_put(saved["key"])
+        return jax.device_put(saved["state"])
 
-    @property
-    def state(self) -> Any:
-        return self._state
 
-    @property
-    def sgd_steps(self) -> int:
-        return int(np.asarray(jax.device_get(self._state.steps)))
+def make_learner(
+    sgd_step: SgdStep,
+    state: Any,
+    data: Transition,
+    config: Any,
+    key: jax.Array,
+    variables: Callable[[Any], dict[str, Any]],
+    counter=None,
+    logger=None,
+) -> OfflineLearner:
+    """An OfflineLearner with the batch size and steps per call of `config` (every offline
+    agent's config has `batch_size` and `sgd_steps_per_call`)."""
+    return OfflineLearner(
+        sgd_step,
+        state,
+        data,
+        variables=variables,
+        batch_size=config.batch_size,
+        steps_per_call=config.sgd_steps_per_call,
+        key=key,
+        counter=counter,
+        logger=logger,
+    )

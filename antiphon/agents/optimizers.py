@@ -58,3 +58,14 @@ def flatten(inner: optax.GradientTransformation) -> optax.GradientTransformation
         return unravel(updates, flat_updates), state
 
     return optax.GradientTransformation(init, update)
+
+
+def clipped_adam(learning_rate: float, max_gradient_norm: float) -> optax.GradientTransformation:
+    """Adam after clipping the gradient's global norm to `max_gradient_norm` (0: no clip), both
+    on one vector of all the parameters (`flatten`). The optimiser of every learner whose config
+    has `*_learning_rate` and `max_gradient_norm` fields."""
+    if max_gradient_norm and max_gradient_norm > 0:
+        inner = optax.chain(optax.clip_by_global_norm(max_gradient_norm), optax.adam(learning_rate))
+    else:
+        inner = optax.adam(learning_rate)
+    return flatten(inner)

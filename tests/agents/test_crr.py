@@ -10,6 +10,7 @@ import pytest
 from dm_env import specs
 
 from antiphon.agents import networks as shared
+from antiphon.agents import optimizers
 from antiphon.agents.bc import learning as bc_learning
 from antiphon.agents.bc.config import BCConfig
 from antiphon.agents.bc.networks import make_networks as make_bc_networks
@@ -552,7 +553,7 @@ def test_flattened_optimizer_is_clip_then_adam():
 
     params = {"a": {"w": jnp.ones((3, 2)), "b": jnp.zeros((2,))}, "c": jnp.arange(4.0)}
     reference = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.1))
-    flat = learning.make_optimizer(0.1, 1.0)
+    flat = optimizers.clipped_adam(0.1, 1.0)
     reference_state, flat_state = reference.init(params), flat.init(params)
     for scale in (10.0, 0.01, 3.0):  # global norms above, below, above the clip
         grads = jax.tree_util.tree_map(lambda p, s=scale: s * (p + 1.0), params)

@@ -205,7 +205,7 @@ def test_a_calls_actor_metrics_are_the_mean_over_its_actor_updates():
     step = jax.jit(sgd_step)
     data = _batch(seed=7, n=200)
     update = jax.jit(make_multi_step_update(sgd_step, BATCH, steps_per_call=6))
-    new_state, means, _ = update(state, data, jax.random.PRNGKey(1))
+    new_state, means, _, _ = update(state, data, jax.random.PRNGKey(1))
 
     # The same six steps one at a time, on the batches the call drew.
     _, sample_key = jax.random.split(jax.random.PRNGKey(1))

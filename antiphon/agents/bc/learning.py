@@ -9,10 +9,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from antiphon.agents import offline, optimizers
 from antiphon.agents.bc.config import BCConfig
 from antiphon.agents.bc.networks import BCNetworks
-from antiphon.agents.crr.learning import make_optimizer
-from antiphon.agents.offline import OfflineLearner
 from antiphon.core.types import EnvironmentSpec, Transition
 
 
@@ -58,19 +57,20 @@ def make_learner(
     key: jax.Array,
     counter=None,
     logger=None,
-) -> OfflineLearner:
+    value_bounds: tuple[float, float] | None = None,
+) -> offline.OfflineLearner:
+    del value_bounds  # no critic
     init_key, sample_key = jax.random.split(key)
-    optimizer = make_optimizer(config.learning_rate, config.max_gradient_norm)
+    optimizer = optimizers.clipped_adam(config.learning_rate, config.max_gradient_norm)
     params = networks.init(init_key, env_spec)
     state = TrainingState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
-    return OfflineLearner(
+    return offline.make_learner(
         make_sgd_step(networks, optimizer),
         state,
         data,
-        variables=lambda s: {"policy": s.policy_params},
-        batch_size=config.batch_size,
-        steps_per_call=config.sgd_steps_per_call,
-        key=sample_key,
-        counter=counter,
-        logger=logger,
+        config,
+        sample_key,
+        lambda s: {"policy": s.policy_params},
+        counter,
+        logger,
     )

@@ -21,28 +21,15 @@ The `bc` filter makes L_pi exactly the behaviour-cloning loss of `antiphon.agent
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 import jax
 import jax.numpy as jnp
-import optax
 
-from antiphon.agents import distributional, optimizers
+from antiphon.agents import actor_critic, distributional, offline, optimizers
 from antiphon.agents.crr.config import CRRConfig
 from antiphon.agents.crr.networks import CRRNetworks
-from antiphon.agents.offline import OfflineLearner
 from antiphon.core.types import EnvironmentSpec, Transition
 
-
-class TrainingState(NamedTuple):
-    policy_params: Any
-    critic_params: Any
-    target_policy_params: Any
-    target_critic_params: Any
-    policy_opt_state: Any
-    critic_opt_state: Any
-    steps: jax.Array
-    key: jax.Array
+TrainingState = actor_critic.ActorCriticState
 
 
 def advantage(q_data: jax.Array, q_samples: jax.Array, baseline: str) -> jax.Array:
@@ -74,7 +61,9 @@ def crr_weights(adv: jax.Array, filter_type: str, beta: float, clip: float) -> j
     return jax.lax.stop_gradient(weights)
 
 
-def make_losses(networks: CRRNetworks, config: CRRConfig):
+def make_losses(
+    networks: CRRNetworks, config: CRRConfig, value_bounds: tuple[float, float] | None = None
+):
     """The two CRR losses as pure functions (the math in the module docstring):
 
     critic_loss(critic_params, target_policy_params, target_critic_params, batch, key)
@@ -113,7 +102,8 @@ def make_losses(networks: CRRNetworks, config: CRRConfig):
                 online, batch.reward, batch.discount, samples
             )
         q = networks.critic_mean(online)
-        return jnp.mean(per_example), {"q_mean": jnp.mean(q)}
+        metrics = {"q_mean": jnp.mean(q), **actor_critic.value_range_metrics(q, value_bounds)}
+        return jnp.mean(per_example), metrics
 
     def policy_loss(policy_params, critic_params, batch: Transition, key):
         dist = networks.policy_apply(policy_params, batch.observation)
@@ -144,79 +134,36 @@ def make_losses(networks: CRRNetworks, config: CRRConfig):
     return critic_loss, policy_loss
 
 
-def make_optimizer(learning_rate: float, max_gradient_norm: float) -> optax.GradientTransformation:
-    """Adam, after clipping the gradient's global norm to `max_gradient_norm` (0: no clip).
-
-    Both run on one vector of all the parameters (`optimizers.flatten`).
-    """
-    if max_gradient_norm and max_gradient_norm > 0:
-        inner = optax.chain(optax.clip_by_global_norm(max_gradient_norm), optax.adam(learning_rate))
-    else:
-        inner = optax.adam(learning_rate)
-    return optimizers.flatten(inner)
-
-
-def make_sgd_step(networks: CRRNetworks, config: CRRConfig, policy_optimizer, critic_optimizer):
-    """Returns the pure function `sgd_step(state, batch) -> (state, metrics)`."""
-    critic_loss, policy_loss = make_losses(networks, config)
-
-    def sgd_step(state: TrainingState, batch: Transition):
-        key, critic_key, policy_key = jax.random.split(state.key, 3)
-        (c_loss, c_metrics), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-            state.critic_params,
-            state.target_policy_params,
-            state.target_critic_params,
-            batch,
-            critic_key,
-        )
-        (p_loss, p_metrics), p_grads = jax.value_and_grad(policy_loss, has_aux=True)(
-            state.policy_params, state.critic_params, batch, policy_key
-        )
-        c_updates, critic_opt_state = critic_optimizer.update(
-            c_grads, state.critic_opt_state, state.critic_params
-        )
-        critic_params = optax.apply_updates(state.critic_params, c_updates)
-        p_updates, policy_opt_state = policy_optimizer.update(
-            p_grads, state.policy_opt_state, state.policy_params
-        )
-        policy_params = optax.apply_updates(state.policy_params, p_updates)
-        steps = state.steps + 1
-        period = config.target_update_period
-        new_state = TrainingState(
-            policy_params=policy_params,
-            critic_params=critic_params,
-            target_policy_params=optax.periodic_update(
-                policy_params, state.target_policy_params, steps, period
-            ),
-            target_critic_params=optax.periodic_update(
-                critic_params, state.target_critic_params, steps, period
-            ),
-            policy_opt_state=policy_opt_state,
-            critic_opt_state=critic_opt_state,
-            steps=steps,
-            key=key,
-        )
-        return new_state, {"critic_loss": c_loss, "policy_loss": p_loss, **c_metrics, **p_metrics}
-
-    return sgd_step
+def make_sgd_step(
+    networks: CRRNetworks,
+    config: CRRConfig,
+    policy_optimizer,
+    critic_optimizer,
+    value_bounds: tuple[float, float] | None = None,
+):
+    """Returns the pure function `sgd_step(state, batch) -> (state, metrics)`: the two losses,
+    Adam on each network, hard target copies (`actor_critic.make_sgd_step`). With
+    `value_bounds` it also reports `q_out_of_range` (`actor_critic.value_range_metrics`)."""
+    critic_loss, policy_loss = make_losses(networks, config, value_bounds)
+    return actor_critic.make_sgd_step(
+        critic_loss, policy_loss, policy_optimizer, critic_optimizer, config.target_update_period
+    )
 
 
 def init_training_state(
     networks: CRRNetworks, config: CRRConfig, env_spec: EnvironmentSpec, key: jax.Array
 ):
-    policy_optimizer = make_optimizer(config.policy_learning_rate, config.max_gradient_norm)
-    critic_optimizer = make_optimizer(config.critic_learning_rate, config.max_gradient_norm)
+    """(state, policy optimiser, critic optimiser); Adam after the global-norm clip."""
+    policy_optimizer = optimizers.clipped_adam(
+        config.policy_learning_rate, config.max_gradient_norm
+    )
+    critic_optimizer = optimizers.clipped_adam(
+        config.critic_learning_rate, config.max_gradient_norm
+    )
     init_key, state_key = jax.random.split(key)
     policy_params, critic_params = networks.init(init_key, env_spec)
-    state = TrainingState(
-        policy_params=policy_params,
-        critic_params=critic_params,
-        target_policy_params=policy_params,
-        target_critic_params=critic_params,
-        policy_opt_state=policy_optimizer.init(policy_params),
-        critic_opt_state=critic_optimizer.init(critic_params),
-        steps=jnp.zeros((), jnp.int32),
-        key=state_key,
+    state = actor_critic.init_state(
+        policy_params, critic_params, policy_optimizer, critic_optimizer, state_key
     )
     return state, policy_optimizer, critic_optimizer
 
@@ -229,17 +176,11 @@ def make_learner(
     key: jax.Array,
     counter=None,
     logger=None,
-) -> OfflineLearner:
+    value_bounds: tuple[float, float] | None = None,
+) -> offline.OfflineLearner:
     state_key, sample_key = jax.random.split(key)
     state, policy_opt, critic_opt = init_training_state(networks, config, env_spec, state_key)
-    return OfflineLearner(
-        make_sgd_step(networks, config, policy_opt, critic_opt),
-        state,
-        data,
-        variables=lambda s: {"policy": s.policy_params, "critic": s.critic_params},
-        batch_size=config.batch_size,
-        steps_per_call=config.sgd_steps_per_call,
-        key=sample_key,
-        counter=counter,
-        logger=logger,
+    sgd_step = make_sgd_step(networks, config, policy_opt, critic_opt, value_bounds)
+    return offline.make_learner(
+        sgd_step, state, data, config, sample_key, actor_critic.variables, counter, logger
     )

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import jax
 import reverb
 
-from antiphon.agents.actors import GenericActor
+from antiphon.agents.builders import Builder
 from antiphon.agents.d4pg import acting, learning
 from antiphon.agents.d4pg import networks as d4pg_networks
 from antiphon.agents.d4pg.config import D4PGConfig
 from antiphon.core.types import EnvironmentSpec, Transition
-from antiphon.core.variables import VariableClient
 from antiphon.replay import adders, clients, datasets, tables
 
 REPLAY_TABLE = "priority_table"
 
 
-class D4PGBuilder:
+class D4PGBuilder(Builder):
     name = "d4pg"
     config_class = D4PGConfig
-
-    def __init__(self, config: D4PGConfig):
-        config.validate()
-        self.config = config
-
-    def make_networks(self, env_spec: EnvironmentSpec) -> d4pg_networks.D4PGNetworks:
-        return d4pg_networks.make_networks(env_spec, self.config)
+    networks_module = d4pg_networks
+    learning_module = learning
+    acting_module = acting
 
     def make_replay_tables(self, env_spec: EnvironmentSpec) -> list[reverb.Table]:
         c = self.config
@@ -66,21 +60,30 @@ class D4PGBuilder:
         )
 
     def make_learner(
-        self, networks, iterator, env_spec: EnvironmentSpec, key, counter=None, logger=None
+        self,
+        networks,
+        iterator,
+        env_spec: EnvironmentSpec,
+        key,
+        counter=None,
+        logger=None,
+        value_bounds: tuple[float, float] | None = None,
     ) -> learning.D4PGLearner:
         # Reverb rebuilds the signature's namedtuple as its own class; restore ours.
         iterator = (Transition(*batch) for batch in iterator)
         return learning.D4PGLearner(
-            networks, self.config, env_spec, iterator, key, counter=counter, logger=logger
+            networks,
+            self.config,
+            env_spec,
+            iterator,
+            key,
+            counter=counter,
+            logger=logger,
+            value_bounds=value_bounds,
         )
 
     def make_policy(self, networks, evaluation: bool = False):
         return acting.make_policy(networks, sigma=0.0 if evaluation else self.config.sigma)
 
-    def make_actor(
-        self, policy, key: jax.Array, variable_source, adder=None, evaluation: bool = False
-    ) -> GenericActor:
-        period = 1 if evaluation else self.config.variable_update_period
-        client = VariableClient(variable_source, "policy", update_period=period)
-        client.update(wait=True)
-        return GenericActor(policy, key, client, adder=adder)
+    def variable_update_period(self, evaluation: bool) -> int:
+        return 1 if evaluation else self.config.variable_update_period

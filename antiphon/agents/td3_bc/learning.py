@@ -32,30 +32,19 @@ std + 1e-3, stored in the params as entries that are stop-gradiented, masked out
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 import haiku as hk
 import jax
 import jax.numpy as jnp
 import optax
 
-from antiphon.agents import optimizers
-from antiphon.agents.offline import OfflineLearner
+from antiphon.agents import actor_critic, offline, optimizers
+from antiphon.agents.actor_critic import optimizer_step
 from antiphon.agents.td3_bc import networks as td3_bc_networks
 from antiphon.agents.td3_bc.config import TD3BCConfig
 from antiphon.agents.td3_bc.networks import TD3BCNetworks
 from antiphon.core.types import EnvironmentSpec, Transition
 
-
-class TrainingState(NamedTuple):
-    policy_params: Any
-    critic_params: Any
-    target_policy_params: Any
-    target_critic_params: Any
-    policy_opt_state: Any
-    critic_opt_state: Any
-    steps: jax.Array
-    key: jax.Array
+TrainingState = actor_critic.ActorCriticState
 
 
 def target_actions(
@@ -72,7 +61,9 @@ def target_actions(
     return jnp.clip(action + jnp.clip(noise, -noise_clip, noise_clip), -1.0, 1.0)
 
 
-def make_losses(networks: TD3BCNetworks, config: TD3BCConfig):
+def make_losses(
+    networks: TD3BCNetworks, config: TD3BCConfig, value_bounds: tuple[float, float] | None = None
+):
     """The two TD3+BC losses as pure functions (the math in the module docstring):
 
     critic_loss(critic_params, target_policy_params, target_critic_params, batch, key)
@@ -96,7 +87,7 @@ def make_losses(networks: TD3BCNetworks, config: TD3BCConfig):
         target = jax.lax.stop_gradient(target)
         q1, q2 = networks.critic_apply(critic_params, batch.observation, batch.action)
         loss = jnp.mean(jnp.square(q1 - target)) + jnp.mean(jnp.square(q2 - target))
-        return loss, {"q_mean": jnp.mean(q1)}
+        return loss, {"q_mean": jnp.mean(q1), **actor_critic.value_range_metrics(q1, value_bounds)}
 
     def policy_loss(policy_params, critic_params, batch: Transition):
         action = networks.policy_apply(policy_params, batch.observation)
@@ -139,9 +130,15 @@ def polyak_update(online, target, tau: float):
     )
 
 
-def make_sgd_step(networks: TD3BCNetworks, config: TD3BCConfig, policy_optimizer, critic_optimizer):
+def make_sgd_step(
+    networks: TD3BCNetworks,
+    config: TD3BCConfig,
+    policy_optimizer,
+    critic_optimizer,
+    value_bounds: tuple[float, float] | None = None,
+):
     """Returns the pure function `sgd_step(state, batch) -> (state, metrics)`."""
-    critic_loss, policy_loss = make_losses(networks, config)
+    critic_loss, policy_loss = make_losses(networks, config, value_bounds)
 
     def sgd_step(state: TrainingState, batch: Transition):
         key, critic_key = jax.random.split(state.key)
@@ -152,20 +149,18 @@ def make_sgd_step(networks: TD3BCNetworks, config: TD3BCConfig, policy_optimizer
             batch,
             critic_key,
         )
-        c_updates, critic_opt_state = critic_optimizer.update(
-            c_grads, state.critic_opt_state, state.critic_params
+        critic_params, critic_opt_state = optimizer_step(
+            critic_optimizer, c_grads, state.critic_opt_state, state.critic_params
         )
-        critic_params = optax.apply_updates(state.critic_params, c_updates)
         steps = state.steps + 1
 
         def update_actor_and_targets(_):
             (p_loss, p_metrics), p_grads = jax.value_and_grad(policy_loss, has_aux=True)(
                 state.policy_params, critic_params, batch
             )
-            p_updates, policy_opt_state = policy_optimizer.update(
-                p_grads, state.policy_opt_state, state.policy_params
+            policy_params, policy_opt_state = optimizer_step(
+                policy_optimizer, p_grads, state.policy_opt_state, state.policy_params
             )
-            policy_params = optax.apply_updates(state.policy_params, p_updates)
             updated = (
                 policy_params,
                 policy_opt_state,
@@ -233,15 +228,8 @@ def init_training_state(
         )
         policy_params = td3_bc_networks.with_observation_statistics(policy_params, mean, std)
         critic_params = td3_bc_networks.with_observation_statistics(critic_params, mean, std)
-    state = TrainingState(
-        policy_params=policy_params,
-        critic_params=critic_params,
-        target_policy_params=policy_params,
-        target_critic_params=critic_params,
-        policy_opt_state=policy_optimizer.init(policy_params),
-        critic_opt_state=critic_optimizer.init(critic_params),
-        steps=jnp.zeros((), jnp.int32),
-        key=state_key,
+    state = actor_critic.init_state(
+        policy_params, critic_params, policy_optimizer, critic_optimizer, state_key
     )
     return state, policy_optimizer, critic_optimizer
 
@@ -254,19 +242,13 @@ def make_learner(
     key: jax.Array,
     counter=None,
     logger=None,
-) -> OfflineLearner:
+    value_bounds: tuple[float, float] | None = None,
+) -> offline.OfflineLearner:
     state_key, sample_key = jax.random.split(key)
     state, policy_opt, critic_opt = init_training_state(
         networks, config, env_spec, state_key, observations=data.observation
     )
-    return OfflineLearner(
-        make_sgd_step(networks, config, policy_opt, critic_opt),
-        state,
-        data,
-        variables=lambda s: {"policy": s.policy_params, "critic": s.critic_params},
-        batch_size=config.batch_size,
-        steps_per_call=config.sgd_steps_per_call,
-        key=sample_key,
-        counter=counter,
-        logger=logger,
+    sgd_step = make_sgd_step(networks, config, policy_opt, critic_opt, value_bounds)
+    return offline.make_learner(
+        sgd_step, state, data, config, sample_key, actor_critic.variables, counter, logger
     )
