@@ -31,3 +31,27 @@ def get_builder_class(name: str):
         )
     module, cls = _AGENTS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def declared_spaces() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Every agent's (observation_kinds, action_kinds) (antiphon.agents.compatibility)."""
+    out = {}
+    for name in list_agents():
+        builder = get_builder_class(name)
+        out[name] = (tuple(builder.observation_kinds), tuple(builder.action_kinds))
+    return out
+
+
+def check_environment(builder_class, env_spec, env_name: str) -> None:
+    """Raises compatibility.IncompatibleEnvironmentError (one line) when `builder_class`'s agent
+    cannot act in `env_spec`'s spaces; names the agents that can."""
+    from antiphon.agents.compatibility import check_compatible
+
+    check_compatible(
+        builder_class.name,
+        builder_class.observation_kinds,
+        builder_class.action_kinds,
+        env_spec,
+        env_name,
+        supporting=declared_spaces(),
+    )

@@ -205,6 +205,20 @@ def restore_pytree(path: str | os.PathLike, template: Any) -> Any:
 # Checkpointer.
 
 
+class NonFiniteCheckpointError(ValueError):
+    """A state with a NaN or inf in a floating-point leaf; it is never written."""
+
+
+def _non_finite_path(tree: Any) -> str | None:
+    """The key path of the first floating-point leaf holding a NaN or inf, else None."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if _is_array(leaf) or isinstance(leaf, float):
+            array = np.asarray(jax.device_get(leaf))
+            if np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
+                return jax.tree_util.keystr(path)
+    return None
+
+
 def read_metadata(directory: str | os.PathLike) -> dict[str, Any] | None:
     """The metadata stored beside the checkpoints in `directory`, or None if there is none."""
     path = os.path.join(os.fspath(directory), _METADATA_FILE)
@@ -270,10 +284,18 @@ class Checkpointer:
             os.makedirs(self._directory, exist_ok=True)
             if self._metadata is not None:
                 write_json(os.path.join(self._directory, _METADATA_FILE), self._metadata)
+            tree = self._saveable.save()
+            bad = _non_finite_path(tree)
+            if bad is not None:
+                # The last line of defence (learners only save verified-finite states): a
+                # checkpoint never holds a NaN or inf, so resuming always starts from a sane state.
+                raise NonFiniteCheckpointError(
+                    f"{self._directory}: refusing to checkpoint a non-finite value at leaf {bad}"
+                )
             checkpoints = self._checkpoints()
             n = checkpoints[-1][0] + 1 if checkpoints else 0
             path = os.path.join(self._directory, f"ckpt-{n}.msgpack")
-            save_pytree(path, self._saveable.save())
+            save_pytree(path, tree)
             self._last_save = time.monotonic()
             if self._keep and self._keep > 0:
                 for _, old in self._checkpoints()[: -self._keep]:

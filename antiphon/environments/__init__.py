@@ -14,6 +14,7 @@ from antiphon.environments.registry import (
     make_environment,
     register,
     registered_prefixes,
+    reward_range,
     validate_environment_name,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "make_environment",
     "register",
     "registered_prefixes",
+    "reward_range",
     "validate_environment_name",
 ]

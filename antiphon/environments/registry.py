@@ -29,6 +29,7 @@ __all__ = [
     "list_environments",
     "make_environment",
     "register",
+    "reward_range",
     "registered_prefixes",
     "validate_environment_name",
 ]
@@ -226,3 +227,14 @@ def _gym_factory(rest: str, seed: int | None = None, **kwargs: Any) -> dm_env.En
 
 register("dmc", _dmc_factory, _dmc_names)
 register("gym", _gym_factory, _gym_names)
+
+
+def reward_range(name: str, action_repeat: int = 1) -> tuple[float, float] | None:
+    """[min, max] of one agent step's reward where the environment family declares it, else
+    None. DM Control's rewards are in [0, 1] per physics step by design (every task's reward is
+    a product of `tolerance` terms), so [0, action_repeat] per agent step. Gymnasium 1.x
+    environments declare no range."""
+    prefix, _ = _split(name)
+    if prefix == "dmc":
+        return 0.0, float(action_repeat)
+    return None

@@ -11,10 +11,13 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
 import os
 import shutil
 import signal
+import socket
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -22,6 +25,10 @@ import typing
 from typing import Any, Literal, NoReturn
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# `antiphon train`'s exit status when the learner stopped on a non-finite update.
+DIVERGED_EXIT_STATUS = 3
 
 
 class UsageError(Exception):
@@ -104,9 +111,15 @@ def add_config_options(parser: argparse.ArgumentParser, config_class) -> None:
 
 def config_from_args(args: argparse.Namespace, config_class):
     overrides = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("config.")}
+    for name, value in overrides.items():
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number (got {value})")
     config = config_class(**overrides)
+    from antiphon.agents import config_checks
+
     try:
-        config.validate()
+        config_checks.validate(config)
     except ValueError as e:
         raise UsageError(f"invalid config: {e}") from None
     return config
@@ -136,6 +149,14 @@ def _train_parser(config_class=None) -> _Parser:
         default=None,
         help="offline agents (crr, bc, td3_bc): the dataset to train from (RLDS directory, "
         "D4RL-style .hdf5, Minari directory or .npz; see `antiphon collect`)",
+    )
+    p.add_argument(
+        "--dataset-action-units",
+        choices=["native", "normalized"],
+        default=None,
+        help="units of the dataset's actions: native (the environment's own bounds, e.g. "
+        "Pendulum's [-2, 2]) or normalized (antiphon's [-1, 1]); default: the dataset's "
+        "metadata, else native for data antiphon did not write",
     )
     p.add_argument("--run-dir", default=None, help="run directory (default runs/<agent>-<env>)")
     p.add_argument("--seed", type=int, default=0)
@@ -202,8 +223,17 @@ def _train_parser(config_class=None) -> _Parser:
     return p
 
 
-def _parse_ray_resources(text: str | None) -> dict[str, dict[str, Any]] | None:
-    """--ray-resources: a JSON object label -> {num_cpus, num_gpus, memory, resources, ...}."""
+def _program_labels(offline: bool, eval_every: int) -> tuple[str, ...]:
+    """The node labels of the program `train` builds (experiments.build_*_program)."""
+    labels = ("counter", "learner") if offline else ("replay", "counter", "learner", "actor")
+    return labels + (("evaluator",) if eval_every > 0 else ())
+
+
+def _parse_ray_resources(
+    text: str | None, labels: tuple[str, ...] = ("replay", "counter", "learner", "actor")
+) -> dict[str, dict[str, Any]] | None:
+    """--ray-resources: a JSON object label -> {num_cpus, num_gpus, memory, resources, ...};
+    `labels` are the program's (an evaluator only where --eval-every > 0)."""
     if text is None:
         return None
     from antiphon.launch.ray import NodeResources
@@ -214,11 +244,11 @@ def _parse_ray_resources(text: str | None) -> dict[str, dict[str, Any]] | None:
         raise UsageError(f"--ray-resources is not valid JSON: {e}") from None
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise UsageError('--ray-resources must map labels to objects, e.g. {"learner": {...}}')
-    labels = ("replay", "counter", "learner", "actor", "evaluator")  # the online program's
     for label, fields in value.items():
         if label not in labels:
             raise UsageError(
-                f"--ray-resources: unknown label '{label}' (labels: {', '.join(labels)})"
+                f"--ray-resources: label '{label}' is not a node of this program "
+                f"(labels: {', '.join(labels)})"
             )
         try:
             NodeResources.from_dict(label, fields)
@@ -227,16 +257,53 @@ def _parse_ray_resources(text: str | None) -> dict[str, dict[str, Any]] | None:
     return value
 
 
-def _check_run_dir(run_dir: str, agent: str, stored_fields: dict[str, Any], overwrite: bool) -> str:
-    """'new' or 'resume'; raises UsageError when the directory belongs to something else."""
+def _check_ray_address(address: str, timeout_seconds: float = 3.0) -> None:
+    """--ray-address: HOST:PORT (or ray://HOST:PORT, or `auto` for the cluster `ray start`
+    left on this machine) that something answers at; checked before anything is written."""
+    text = address
+    if address == "auto":
+        text = os.environ.get("RAY_ADDRESS", "")
+        if not text:
+            try:
+                with open(os.path.join(tempfile.gettempdir(), "ray", "ray_current_cluster")) as f:
+                    text = f.read().strip()
+            except OSError:
+                text = ""
+        if not text:
+            raise UsageError(
+                "--ray-address auto: no Ray cluster was started on this machine "
+                "(run `ray start --head` first, or give HOST:PORT)"
+            )
+    host, sep, port = text.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--ray-address must be HOST:PORT, e.g. 10.0.0.2:6379 (got '{address}')")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_seconds).close()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise UsageError(
+            f"--ray-address {address}: nothing answers at {host}:{port} ({reason}); start the "
+            "cluster with `ray start --head --port PORT` or check the address"
+        ) from None
+
+
+def _check_run_dir(
+    run_dir: str, agent: str, stored_fields: dict[str, Any], overwrite: bool
+) -> tuple[str, list[str]]:
+    """('new' | 'overwrite' | 'resume', config changes); raises UsageError when the directory
+    belongs to something else.
+
+    A run resumes with the settings it was started with, except a run whose learner diverged
+    (run_dir/diverged.json): that one may resume with other config values (a lower learning
+    rate), and the changes come back as 'field: old -> new' lines."""
     from antiphon.core import checkpointing
 
     if not os.path.exists(run_dir):
-        return "new"
+        return "new", []
     if not os.path.isdir(run_dir):
         raise UsageError(f"run_dir '{run_dir}' exists and is not a directory")
     if overwrite:
-        return "overwrite"
+        return "overwrite", []
     config_path = os.path.join(run_dir, "config.json")
     metadata = checkpointing.read_metadata(os.path.join(run_dir, "checkpoints", "learner"))
     if not os.path.exists(config_path):
@@ -250,7 +317,7 @@ def _check_run_dir(run_dir: str, agent: str, stored_fields: dict[str, Any], over
                 f"run_dir '{run_dir}' is not empty and is not an antiphon run; "
                 "use another --run-dir or --overwrite"
             )
-        return "new"
+        return "new", []
     try:
         with open(config_path) as f:
             stored = json.load(f)
@@ -262,7 +329,17 @@ def _check_run_dir(run_dir: str, agent: str, stored_fields: dict[str, Any], over
             f"run_dir '{run_dir}' holds a '{found}' run, not '{agent}'; "
             "use another --run-dir or --overwrite"
         )
+    diverged = os.path.exists(os.path.join(run_dir, "diverged.json"))
+    changes = []
+    if diverged:
+        changes = [
+            f"{k}: {stored.get('config', {}).get(k)!r} -> {v!r}"
+            for k, v in stored_fields["config"].items()
+            if stored.get("config", {}).get(k) != v
+        ]
     for key in ("env", "config", "action_repeat"):
+        if key == "config" and diverged:
+            continue
         if stored.get(key) != stored_fields[key]:
             if key == "config":
                 diffs = [
@@ -280,7 +357,7 @@ def _check_run_dir(run_dir: str, agent: str, stored_fields: dict[str, Any], over
                 f"run_dir '{run_dir}' was started with {what}; resume with the "
                 "same settings, or use another --run-dir or --overwrite"
             )
-    return "resume"
+    return "resume", changes
 
 
 def _check_dataset(path: str, env: str | None, action_repeat: int | None) -> tuple[str, int, Any]:
@@ -374,7 +451,17 @@ def train(argv: list[str]) -> int:
         raise UsageError("--ray-resources needs --launcher ray")
     if args.max_restarts < 0:
         raise UsageError(f"--max-restarts must be >= 0 (got {args.max_restarts})")
-    ray_resources = _parse_ray_resources(args.ray_resources) if on_ray else None
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0 (got {args.seed})")
+    if not (math.isfinite(args.checkpoint_every) and args.checkpoint_every > 0):
+        raise UsageError(f"--checkpoint-every must be > 0 seconds (got {args.checkpoint_every})")
+    ray_resources = (
+        _parse_ray_resources(args.ray_resources, _program_labels(offline, args.eval_every))
+        if on_ray
+        else None
+    )
+    if args.ray_address is not None:
+        _check_ray_address(args.ray_address)
 
     from antiphon.core.types import make_environment_spec
     from antiphon.environments import UnknownEnvironmentError, make_environment
@@ -384,15 +471,30 @@ def train(argv: list[str]) -> int:
     except UnknownEnvironmentError as e:
         raise UsageError(str(e)) from None
     env_spec = make_environment_spec(environment)
+    from antiphon.environments.wrappers import native_action_spec
+
+    native_spec = native_action_spec(environment)
     environment.close()
+    from antiphon.agents.compatibility import IncompatibleEnvironmentError
+    from antiphon.agents.registry import check_environment
+
+    try:
+        check_environment(builder_class, env_spec, args.env)
+    except IncompatibleEnvironmentError as e:
+        raise UsageError(str(e)) from None
+    dataset_info = None
     if offline:
-        from antiphon.environments.datasets import DatasetError, check_matches_environment
+        from antiphon.environments.datasets import DatasetError, prepare_for_specs
 
         try:
-            check_matches_environment(dataset, env_spec, args.dataset)
+            _, dataset_info = prepare_for_specs(
+                dataset, env_spec, native_spec, args.dataset_action_units, source=args.dataset
+            )
         except DatasetError as e:
             raise UsageError(str(e)) from None
         dataset = None  # the learner node loads its own copy (on Ray, in its own process)
+    elif args.dataset_action_units is not None:
+        raise UsageError("--dataset-action-units is for offline agents (with --dataset)")
 
     run_dir = args.run_dir or os.path.join("runs", f"{known.agent}-{args.env.replace(':', '-')}")
     record = {
@@ -401,21 +503,45 @@ def train(argv: list[str]) -> int:
         "action_repeat": args.action_repeat,
         "config": json.loads(json.dumps(dataclasses.asdict(config))),
     }
-    mode = _check_run_dir(run_dir, known.agent, record, args.overwrite)
+    mode, changes = _check_run_dir(run_dir, known.agent, record, args.overwrite)
     builder = builder_class(config)
+    diverged_path = os.path.join(run_dir, "diverged.json")
+    if mode == "resume" and os.path.exists(diverged_path):
+        with open(diverged_path) as f:
+            divergence = json.load(f)
+        print(
+            f"resuming a run whose learner diverged at SGD step {divergence.get('step')} "
+            f"(checkpoint at step {divergence.get('checkpoint_step')}); "
+            + ("changed: " + "; ".join(changes) if changes else "no setting changed"),
+            file=sys.stderr,
+        )
 
     # All input is valid: only now touch the run directory.
     if mode == "overwrite":
         shutil.rmtree(run_dir)
     os.makedirs(run_dir, exist_ok=True)
+    history = []
+    if mode == "resume":
+        with open(os.path.join(run_dir, "config.json")) as f:
+            history = json.load(f).get("history", [])
+        if os.path.exists(diverged_path):
+            with open(diverged_path) as f:
+                history.append({"diverged": json.load(f), "resumed_with_changes": changes})
+            os.replace(diverged_path, os.path.join(run_dir, f"diverged-{len(history)}.json"))
     record.update(
         seed=args.seed,
         actors=args.actors,
         steps=args.steps,
         command="antiphon train " + " ".join(argv),
     )
+    if history:
+        record["history"] = history
     if offline:
-        record.update(dataset=os.path.abspath(args.dataset), dataset_summary=dataset_summary)
+        record.update(
+            dataset=os.path.abspath(args.dataset),
+            dataset_summary=dataset_summary,
+            dataset_actions=dataset_info,
+        )
         del record["actors"]
     from antiphon.core import checkpointing
     from antiphon.launch import experiments, threads
@@ -435,6 +561,7 @@ def train(argv: list[str]) -> int:
             eval_episodes=args.eval_episodes,
             checkpoint_every_seconds=args.checkpoint_every,
             print_logs=args.print_logs,
+            dataset_action_units=dataset_info["action_units"],
         )
         program = experiments.build_offline_program(builder, experiment, env_spec)
     else:
@@ -465,6 +592,10 @@ def train(argv: list[str]) -> int:
         f"{what} -> {run_dir}",
         file=sys.stderr,
     )
+    if dataset_info is not None:
+        from antiphon.environments.datasets import describe_preparation
+
+        print(f"  {describe_preparation(dataset_info)}", file=sys.stderr)
     _stop_on_signals()
     started = time.time()
     launched = None
@@ -505,6 +636,17 @@ def train(argv: list[str]) -> int:
     if launched is None:
         return 130
     launched.wait(0)  # re-raises a node failure
+    diverged = counts.get("diverged")
+    if diverged:
+        print(
+            f"antiphon train: the learner {diverged['message']}. Stopped; the last finite state "
+            f"(SGD step {diverged['last_finite_step']}) is checkpointed "
+            f"(checkpoint at step {diverged['checkpoint_step']}). Resume with a lower learning "
+            f"rate: the same command with other --*-learning-rate values and --run-dir {run_dir}"
+            " (no --overwrite needed)",
+            file=sys.stderr,
+        )
+        return DIVERGED_EXIT_STATUS
     try:
         png = plot_run([run_dir])
     except ValueError:
@@ -613,7 +755,7 @@ def plot(argv: list[str]) -> int:
 _EXTENSIONS = {"hdf5": ".hdf5", "rlds": "", "npz": ".npz"}
 
 
-def collect(argv: list[str]) -> int:
+def _collect_parser() -> _Parser:
     p = _Parser(
         prog="antiphon collect",
         description="Record an offline dataset from a policy, or the five D4RL-recipe datasets "
@@ -656,15 +798,25 @@ def collect(argv: list[str]) -> int:
     )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def collect(argv: list[str]) -> int:
+    args = _collect_parser().parse_args(argv)
     if (args.policy is None) == (args.recipe is None):
         raise UsageError("give exactly one of --policy and --recipe")
     if args.behaviour_policy and (
         args.recipe is not None or args.policy == "random" or args.policy.startswith("replay:")
     ):
         raise UsageError("--behaviour-policy applies to a snapshot --policy (RUN_DIR[@WHICH]) only")
+    if args.only is not None and args.recipe is None:
+        raise UsageError("--only selects datasets of --recipe; give --recipe RUN_DIR")
     if args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1 (got {args.episodes})")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0 (got {args.seed})")
+    if args.action_repeat is not None and args.action_repeat < 1:
+        raise UsageError(f"--action-repeat must be >= 1 (got {args.action_repeat})")
     if args.action_noise < 0:
         raise UsageError(f"--action-noise must be >= 0 (got {args.action_noise})")
 

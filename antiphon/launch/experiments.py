@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -22,6 +23,7 @@ import jax
 import numpy as np
 
 from antiphon.agents.actors import UniformRandomActor
+from antiphon.agents.learners import DivergenceError
 from antiphon.core import checkpointing
 from antiphon.core.counting import Counter
 from antiphon.core.logging import NoOpLogger, make_logger
@@ -52,6 +54,11 @@ def replay_port_file(run_dir: str) -> str:
 
 def snapshots_dir(run_dir: str) -> str:
     return os.path.join(run_dir, "snapshots")
+
+
+def diverged_file(run_dir: str) -> str:
+    """Written when the learner stopped on a non-finite update (LearnerNode._diverged)."""
+    return os.path.join(run_dir, "diverged.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +108,9 @@ class OfflineExperiment:
     log_every_seconds: float = 10.0
     print_logs: bool = False
     policy_snapshots: bool = True
+    # The units of the dataset's actions (environments.datasets.prepare_for_environment):
+    # None decides from its metadata; "native" | "normalized" overrides.
+    dataset_action_units: str | None = None
 
     step_key = "learner_steps"
 
@@ -213,9 +223,15 @@ class LearnerNode:
         counter,
         experiment: OnlineExperiment,
     ):
+        from antiphon.environments import reward_range
+
         self._experiment = experiment
+        self._counter = counter
         networks = builder.make_networks(env_spec)
         self._iterator = builder.make_dataset_iterator(replay_address)
+        self._set_value_bounds(
+            builder, reward_range(experiment.environment, experiment.action_repeat), "environment"
+        )
         self.learner = builder.make_learner(
             networks,
             self._iterator,
@@ -223,12 +239,53 @@ class LearnerNode:
             jax.random.PRNGKey(experiment.seed),
             counter=Counter(counter, "learner"),
             logger=_logger(experiment, "learner", step_key="learner_steps"),
+            value_bounds=self._value_bounds,
         )
         self._setup_checkpointer(builder)
+
+    # The share of a call's Q estimates outside the reachable range past which the learner
+    # warns (once).
+    VALUE_WARNING_FRACTION = 0.05
+
+    def _set_value_bounds(self, builder, rewards: tuple[float, float] | None, source: str):
+        """Bounds of the discounted return for the value sanity monitor (none when the reward
+        range is unknown or the agent has no discount)."""
+        from antiphon.agents.actor_critic import return_bounds
+
+        self._value_bounds = None
+        self._value_warned = False
+        discount = getattr(builder.config, "discount", None)
+        if rewards is None or discount is None:
+            return
+        self._value_bounds = return_bounds(rewards[0], rewards[1], discount)
+        self._value_note = (
+            f"[{self._value_bounds[0]:.4g}, {self._value_bounds[1]:.4g}], from the {source}'s "
+            f"rewards in [{rewards[0]:.4g}, {rewards[1]:.4g}] and discount {discount}"
+        )
+
+    def _monitor(self, values: dict[str, float] | None) -> None:
+        """Warns once, in plain words, when the critic's estimates leave the reachable range."""
+        if not values or self._value_warned:
+            return
+        fraction = values.get("q_out_of_range", 0.0)
+        if not fraction > self.VALUE_WARNING_FRACTION:
+            return
+        self._value_warned = True
+        message = (
+            f"warning: {100 * fraction:.0f} % of the critic's Q estimates (mean "
+            f"{values.get('q_mean', float('nan')):.4g}) are outside the range any discounted "
+            f"return can take here, {self._value_note}, at learner step "
+            f"{values.get('learner_steps', self.sgd_steps())}. The critic is over- or "
+            "under-estimating (diverging, or extrapolating to actions the data does not hold); "
+            "its actor follows it. Lower the critic's learning rate, or check the reward scale."
+        )
+        print(f"[learner] {message}", file=sys.stderr, flush=True)
+        self._counter.report("value_warning", message)
 
     def _setup_checkpointer(self, builder) -> None:
         experiment = self._experiment
         self._stop = threading.Event()
+        self._has_diverged = False
         self._checkpointer = None
         self._checkpointed_steps = -1
         if experiment.run_dir:
@@ -253,9 +310,11 @@ class LearnerNode:
     def _save(self, force: bool = False) -> None:
         if self._checkpointer is None:
             return
-        steps = self.sgd_steps()  # read first: the saved state can only be at or past it
         if self._checkpointer.save(force=force) is not None:
-            self._checkpointed_steps = steps
+            # save() wrote the learner's verified state (learners.GuardedLearner.save).
+            self._checkpointed_steps = int(
+                getattr(self.learner, "verified_sgd_steps", self.sgd_steps())
+            )
 
     def variables_version(self) -> int:
         return self.learner.variables_version()
@@ -271,13 +330,42 @@ class LearnerNode:
                     self._save(force=True)
                     self._stop.wait()  # the counter stops the program after the last evaluation
                     break
-                self.learner.step()
+                self._monitor(self.learner.step())
                 self._save()
+        except DivergenceError as error:
+            self._diverged(error)
         except Exception:
             if not self._stop.is_set():
                 raise  # a real failure; during shutdown Reverb going away ends the stream
         finally:
-            self._save(force=True)
+            if not self._has_diverged:
+                try:
+                    self._save(force=True)
+                except DivergenceError as error:  # found by the last flush
+                    self._diverged(error)
+
+    def _diverged(self, error: DivergenceError) -> None:
+        """The learner is back at its last finite state: checkpoint it, record what happened in
+        run_dir/diverged.json, tell the counter (the launcher's caller reads it) and stop the
+        program. Not raised: a restarted learner would diverge again from the same state."""
+        from antiphon import launch
+
+        self._has_diverged = True
+        self._save(force=True)
+        record = {
+            "message": str(error),
+            "step": error.step,
+            "last_finite_step": error.last_finite_step,
+            "losses": {k: repr(v) for k, v in error.losses.items()},
+            "non_finite": error.groups,
+            "checkpoint_step": self._checkpointed_steps,
+            "time": time.time(),
+        }
+        if self._experiment.run_dir:
+            checkpointing.write_json(diverged_file(self._experiment.run_dir), record)
+        self._counter.report("diverged", record)
+        launch.stop()
+        self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -296,13 +384,24 @@ class OfflineLearnerNode(LearnerNode):
 
     def __init__(self, builder, env_spec: EnvironmentSpec, counter, experiment: OfflineExperiment):
         from antiphon.agents.offline import device_transitions
-        from antiphon.environments.datasets import check_matches_environment, load_dataset
+        from antiphon.environments.datasets import load_dataset, prepare_for_environment
 
         self._experiment = experiment
-        dataset = load_dataset(experiment.dataset)
-        check_matches_environment(dataset, env_spec, experiment.dataset)
+        self._counter = counter
+        environment = _make_env(experiment, experiment.seed)
+        try:
+            dataset, _ = prepare_for_environment(
+                load_dataset(experiment.dataset),
+                environment,
+                experiment.dataset_action_units,
+                source=experiment.dataset,
+            )
+        finally:
+            environment.close()
         networks = builder.make_networks(env_spec)
         self._iterator = None
+        rewards = (float(dataset.rewards.min()), float(dataset.rewards.max()))
+        self._set_value_bounds(builder, rewards, "dataset")
         self.learner = builder.make_learner(
             networks,
             device_transitions(dataset, builder.config.discount),
@@ -310,6 +409,7 @@ class OfflineLearnerNode(LearnerNode):
             jax.random.PRNGKey(experiment.seed),
             counter=Counter(counter, "learner"),
             logger=_logger(experiment, "learner", step_key="learner_steps"),
+            value_bounds=self._value_bounds,
         )
         self._setup_checkpointer(builder)
 
@@ -339,7 +439,9 @@ class ActorNode:
         policy = builder.make_policy(networks, evaluation=False)
         adder = builder.make_adder(reverb.Client(replay_address))
         self._adder = adder
-        actor = builder.make_actor(policy, jax.random.PRNGKey(seed), learner, adder=adder)
+        actor = builder.make_actor(
+            policy, jax.random.PRNGKey(seed), learner, adder=adder, evaluation=False
+        )
         self._counter = counter
         self._recorder = None
         if experiment.record_episodes and experiment.run_dir:
@@ -417,18 +519,25 @@ class EvaluatorNode:
             if self._stop.is_set():
                 break
             returns.append(float(self._loop.run_episode()["episode_return"]))
+        # A non-finite episode return (NaN rewards or observations from the environment) makes
+        # the whole evaluation non-finite: reported as such, never averaged into the curve.
+        finite = bool(np.all(np.isfinite(returns)))
         result = {
             "actor_steps": counts.get("actor_steps", 0),
             "learner_steps": counts.get("learner_steps", 0),
-            "eval_return_mean": float(np.mean(returns)) if returns else float("nan"),
-            "eval_return_std": float(np.std(returns)) if returns else float("nan"),
+            "eval_return_mean": float(np.mean(returns)) if returns and finite else float("nan"),
+            "eval_return_std": float(np.std(returns)) if returns and finite else float("nan"),
             "eval_episodes": len(returns),
+            "eval_nonfinite_episodes": int(np.sum(~np.isfinite(returns))) if returns else 0,
             "wall_seconds": time.time() - self._start,
         }
         if returns:
             self._logger.write(result)
-            self._counter.report("eval_return", result["eval_return_mean"])
-            self._save_snapshot(result)
+            if finite:
+                self._counter.report("eval_return", result["eval_return_mean"])
+                self._save_snapshot(result)
+            else:
+                self._counter.report("eval_nonfinite", result["eval_nonfinite_episodes"])
         return result
 
     def _save_snapshot(self, result: dict[str, float]) -> None:
@@ -495,10 +604,21 @@ class EvaluatorNode:
 # Programs
 
 
+def _check_spaces(builder, env_spec: EnvironmentSpec, env_name: str) -> None:
+    if hasattr(builder, "observation_kinds"):  # a user's own builder may declare nothing
+        from antiphon.agents.registry import check_environment
+
+        check_environment(type(builder), env_spec, env_name)
+
+
 def build_online_program(
     builder, experiment: OnlineExperiment, env_spec: EnvironmentSpec
 ) -> lp.Program:
-    """replay + counter + learner + `num_actors` actors + evaluator, on any launcher."""
+    """replay + counter + learner + `num_actors` actors + evaluator, on any launcher.
+
+    Raises compatibility.IncompatibleEnvironmentError (one line) if the agent cannot act in
+    `env_spec`'s spaces."""
+    _check_spaces(builder, env_spec, experiment.environment)
     program = lp.Program(name=f"{builder.name}-online")
     with program.group("replay"):
         replay = program.add_node(
@@ -537,6 +657,7 @@ def build_offline_program(
     builder, experiment: OfflineExperiment, env_spec: EnvironmentSpec
 ) -> lp.Program:
     """counter + learner (dataset in its device memory) + evaluator, on any launcher."""
+    _check_spaces(builder, env_spec, experiment.environment)
     program = lp.Program(name=f"{builder.name}-offline")
     with program.group("counter"):
         counter = program.add_node(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import math
 import os
 
 import matplotlib
@@ -37,10 +38,16 @@ def plot_run(run_dirs: list[str], out_path: str | None = None) -> str:
         if os.path.exists(eval_path):
             rows = _read_csv(eval_path)
             if rows:
+                # Evaluations with a non-finite return are left out of the curve, and counted.
+                rows = [r for r in rows if math.isfinite(_column([r], "eval_return_mean")[0])]
+                left_out = len(_read_csv(eval_path)) - len(rows)
                 x = _column(rows, "actor_steps")
                 y = _column(rows, "eval_return_mean")
                 s = _column(rows, "eval_return_std")
-                line = ax.plot(x, y, marker="o", markersize=3, label=f"{name} evaluation")[0]
+                label = f"{name} evaluation" + (
+                    f" ({left_out} non-finite evaluations left out)" if left_out else ""
+                )
+                line = ax.plot(x, y, marker="o", markersize=3, label=label)[0]
                 lo = [a - b for a, b in zip(y, s, strict=True)]
                 hi = [a + b for a, b in zip(y, s, strict=True)]
                 ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())

@@ -47,7 +47,7 @@ def _run_bad(argv, capsys, run_dir):
         (["--launcher", "ray", "--ray-resources", "{learner"], "--ray-resources is not valid JSON"),
         (
             ["--launcher", "ray", "--ray-resources", '{"lerner": {"num_gpus": 1}}'],
-            "--ray-resources: unknown label 'lerner'",
+            "--ray-resources: label 'lerner' is not a node of this program",
         ),
         (
             ["--launcher", "ray", "--ray-resources", '{"learner": {"gpus": 1}}'],
