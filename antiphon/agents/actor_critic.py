@@ -61,6 +61,21 @@ def init_state(
     )
 
 
+def init_networks_state(
+    networks,
+    env_spec,
+    key: jax.Array,
+    policy_optimizer: optax.GradientTransformation,
+    critic_optimizer: optax.GradientTransformation,
+) -> ActorCriticState:
+    """`init_state` for networks with `init(key, env_spec) -> (policy_params, critic_params)`
+    (`networks.ActorCriticNetworks`): one half of `key` initialises them, the other seeds the
+    state's step key."""
+    init_key, state_key = jax.random.split(key)
+    policy_params, critic_params = networks.init(init_key, env_spec)
+    return init_state(policy_params, critic_params, policy_optimizer, critic_optimizer, state_key)
+
+
 def optimizer_step(
     optimizer: optax.GradientTransformation, grads, opt_state, params
 ) -> tuple[Any, Any]:
@@ -93,30 +108,53 @@ def make_sgd_step(
         (p_loss, p_metrics), p_grads = jax.value_and_grad(policy_loss, has_aux=True)(
             state.policy_params, state.critic_params, batch, policy_key
         )
-        critic_params, critic_opt_state = optimizer_step(
-            critic_optimizer, c_grads, state.critic_opt_state, state.critic_params
-        )
-        policy_params, policy_opt_state = optimizer_step(
-            policy_optimizer, p_grads, state.policy_opt_state, state.policy_params
-        )
-        steps = state.steps + 1
-        new_state = ActorCriticState(
-            policy_params=policy_params,
-            critic_params=critic_params,
-            target_policy_params=optax.periodic_update(
-                policy_params, state.target_policy_params, steps, target_update_period
-            ),
-            target_critic_params=optax.periodic_update(
-                critic_params, state.target_critic_params, steps, target_update_period
-            ),
-            policy_opt_state=policy_opt_state,
-            critic_opt_state=critic_opt_state,
-            steps=steps,
-            key=key,
+        new_state = apply_gradients(
+            state._replace(key=key),
+            p_grads,
+            c_grads,
+            policy_optimizer,
+            critic_optimizer,
+            target_update_period,
         )
         return new_state, {"critic_loss": c_loss, "policy_loss": p_loss, **c_metrics, **p_metrics}
 
     return sgd_step
+
+
+def apply_gradients(
+    state,
+    policy_grads,
+    critic_grads,
+    policy_optimizer: optax.GradientTransformation,
+    critic_optimizer: optax.GradientTransformation,
+    target_update_period: int,
+):
+    """One optimiser step on each network, `steps + 1`, and the hard target copies when the new
+    step count is a multiple of `target_update_period`.
+
+    `state` is an ActorCriticState or any NamedTuple with its fields (an algorithm's state that
+    adds its own, such as MPO's dual variables); the other fields pass through unchanged.
+    """
+    critic_params, critic_opt_state = optimizer_step(
+        critic_optimizer, critic_grads, state.critic_opt_state, state.critic_params
+    )
+    policy_params, policy_opt_state = optimizer_step(
+        policy_optimizer, policy_grads, state.policy_opt_state, state.policy_params
+    )
+    steps = state.steps + 1
+    return state._replace(
+        policy_params=policy_params,
+        critic_params=critic_params,
+        target_policy_params=optax.periodic_update(
+            policy_params, state.target_policy_params, steps, target_update_period
+        ),
+        target_critic_params=optax.periodic_update(
+            critic_params, state.target_critic_params, steps, target_update_period
+        ),
+        policy_opt_state=policy_opt_state,
+        critic_opt_state=critic_opt_state,
+        steps=steps,
+    )
 
 
 def variables(state: ActorCriticState) -> dict[str, Any]:

@@ -10,13 +10,14 @@ with the shared body here):
         config_class = CRRConfig
         networks_module, learning_module, acting_module = crr_networks, learning, acting
 
-Online agents add their replay tables, adder and dataset iterator (`d4pg/builder.py`).
+Online agents that learn from n-step transitions (D4PG, MPO) subclass `NStepTransitionBuilder`,
+which holds their replay table, adder, dataset iterator and learner construction.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 
@@ -25,6 +26,14 @@ from antiphon.agents.actors import GenericActor
 from antiphon.agents.compatibility import CONTINUOUS_ACTIONS, VECTOR_OBSERVATIONS
 from antiphon.core.types import EnvironmentSpec, Transition
 from antiphon.core.variables import VariableClient
+
+if TYPE_CHECKING:
+    import reverb
+
+    from antiphon.replay import adders, datasets
+
+# The table n-step transition agents write to and sample from.
+TRANSITION_TABLE = "priority_table"
 
 
 def make_actor(
@@ -120,3 +129,88 @@ class OfflineBuilder(Builder):
             logger=logger,
             value_bounds=value_bounds,
         )
+
+
+class NStepTransitionBuilder(Builder):
+    """An online agent that learns from n-step transitions (`core.types.Transition`: reward the
+    discounted n-step return, discount gamma^n * not-terminal): one uniform replay table with a
+    samples-per-insert rate limiter, the n-step adder, a reconnecting dataset of
+    [sgd_steps_per_call, batch_size, ...] batches prefetched to the learner's device, and the
+    learner `learner_class(networks, config, env_spec, iterator, key, ...)`
+    (`learners.ConfiguredOnlineLearner`).
+
+    The config needs: discount, n_step, batch_size, sgd_steps_per_call, samples_per_insert,
+    min_replay_size, max_replay_size, prefetch_size, variable_update_period.
+    (Reverb is imported only here, so offline agents never load it.)
+    """
+
+    learner_class: ClassVar[type]
+
+    def make_replay_tables(self, env_spec: EnvironmentSpec) -> list[reverb.Table]:
+        from antiphon.replay import adders, tables
+
+        c = self.config
+        return [
+            tables.uniform_table(
+                TRANSITION_TABLE,
+                max_size=c.max_replay_size,
+                signature=adders.NStepTransitionAdder.signature(env_spec),
+                samples_per_insert=c.samples_per_insert,
+                min_replay_size=c.min_replay_size,
+            )
+        ]
+
+    def make_adder(self, client: reverb.Client) -> adders.NStepTransitionAdder:
+        from antiphon.replay import adders
+
+        return adders.NStepTransitionAdder(
+            client,
+            n_step=self.config.n_step,
+            discount=self.config.discount,
+            priority_fns={TRANSITION_TABLE: None},
+        )
+
+    def make_dataset_iterator(self, server_address: str) -> datasets.DevicePrefetcher:
+        from antiphon.replay import clients, datasets
+
+        c = self.config
+
+        def make_dataset():
+            dataset = datasets.make_reverb_dataset(
+                clients.resolve_address(server_address),  # a restarted replay may have moved
+                TRANSITION_TABLE,
+                batch_size=c.batch_size,
+                num_batches_per_call=c.sgd_steps_per_call,
+            )
+            # The learner consumes Transition pytrees shaped [K, B, ...] on its device.
+            return dataset.map(lambda sample: sample.data)
+
+        return datasets.DevicePrefetcher(
+            datasets.reconnecting_numpy_iterator(make_dataset), size=c.prefetch_size
+        )
+
+    def make_learner(
+        self,
+        networks,
+        iterator,
+        env_spec: EnvironmentSpec,
+        key,
+        counter=None,
+        logger=None,
+        value_bounds: tuple[float, float] | None = None,
+    ):
+        # Reverb rebuilds the signature's namedtuple as its own class; restore ours.
+        iterator = (Transition(*batch) for batch in iterator)
+        return self.learner_class(
+            networks,
+            self.config,
+            env_spec,
+            iterator,
+            key,
+            counter=counter,
+            logger=logger,
+            value_bounds=value_bounds,
+        )
+
+    def variable_update_period(self, evaluation: bool) -> int:
+        return 1 if evaluation else self.config.variable_update_period

@@ -28,7 +28,8 @@ _RULES: tuple[tuple[str, Any, str], ...] = (
         ">= 1",
     ),
     (
-        r"^(beta|weight_clip|alpha|cwp_temperature|init_scale|min_scale|samples_per_insert"
+        r"^(beta|weight_clip|alpha|cwp_temperature|([a-z]+_)?init_scale|([a-z]+_)?min_scale"
+        r"|samples_per_insert"
         r"|normalization_epsilon|temperature|[a-z_]*epsilon[a-z_]*)$",
         lambda v: v > 0,
         "> 0",

@@ -11,6 +11,10 @@ Mixture of Gaussians (Shahriari et al. 2022, sample-based cross-entropy):
     Z(s,a) = sum_k w_k N(mu_k, sigma_k^2),  w = softmax(logits)
     y_j    = r + discount * z_j,  z_j ~ Z_target(s', a'),  j = 1..M       (stop-gradient)
     loss   = -(1/M) sum_j log p_{Z_online(s,a)}(y_j)
+
+A stochastic target policy (MPO) bootstraps from N actions a'_i ~ pi_target(s'): the scalar
+target averages Q over them, the C51 target is the mixture of their projected distributions, the
+MoG target pools M samples from each action's mixture (`expected_*`, `pooled_mixture_samples`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,20 @@ def categorical_l2_project(
     )
 
 
+def categorical_target(
+    support: jax.Array, reward: jax.Array, discount: jax.Array, target_probs: jax.Array
+) -> jax.Array:
+    """The n-step C51 target: `target_probs` [B, L] on the atoms r + discount * z, projected
+    back onto `support` [L] (stop-gradient). reward and discount [B]. Returns [B, L]."""
+    target_atoms = reward[:, None] + discount[:, None] * support[None, :]
+    return jax.lax.stop_gradient(categorical_l2_project(target_atoms, target_probs, support))
+
+
+def categorical_cross_entropy(online_logits: jax.Array, target_probs: jax.Array) -> jax.Array:
+    """-sum_l target_l log softmax(online_logits)_l: [B, L], [B, L] -> [B]."""
+    return -jnp.sum(target_probs * jax.nn.log_softmax(online_logits), axis=-1)
+
+
 def categorical_td_loss(
     online_logits: jax.Array,
     support: jax.Array,
@@ -50,10 +68,8 @@ def categorical_td_loss(
 
     Shapes: logits [B, L], support [L], reward and discount [B]. Returns [B].
     """
-    target_atoms = reward[:, None] + discount[:, None] * support[None, :]
-    target_probs = jax.nn.softmax(target_logits)
-    projected = jax.lax.stop_gradient(categorical_l2_project(target_atoms, target_probs, support))
-    return -jnp.sum(projected * jax.nn.log_softmax(online_logits), axis=-1)
+    projected = categorical_target(support, reward, discount, jax.nn.softmax(target_logits))
+    return categorical_cross_entropy(online_logits, projected)
 
 
 def categorical_mean(logits: jax.Array, support: jax.Array) -> jax.Array:
@@ -133,3 +149,36 @@ def mog_td_loss(
         jax.tree_util.tree_map(jax.lax.stop_gradient, target), key, num_samples
     )
     return mog_td_loss_from_samples(online, reward, discount, samples)
+
+
+# --------------------------------------------------------------------------------------------
+# Targets of a stochastic policy: N bootstrap actions a'_i ~ pi_target(s') (MPO's evaluation)
+
+
+def expected_scalar_target(reward: jax.Array, discount: jax.Array, next_q: jax.Array) -> jax.Array:
+    """y = r + discount * (1/N) sum_i Q_target(s', a'_i): next_q [N, B] -> [B] (stop-gradient)."""
+    return jax.lax.stop_gradient(reward + discount * jnp.mean(next_q, axis=0))
+
+
+def expected_categorical_target(
+    support: jax.Array, reward: jax.Array, discount: jax.Array, next_logits: jax.Array
+) -> jax.Array:
+    """The mixture over the N bootstrap actions of the projected C51 targets: next_logits
+    [N, B, L] -> [B, L].
+
+    (1/N) sum_i Proj_z[r + discount z ; softmax(next_logits_i)]. Every action's target sits on
+    the same atoms r + discount z and the L2 projection is linear in the probabilities, so this
+    is the projection of the averaged probabilities, computed once.
+    """
+    mean_probs = jnp.mean(jax.nn.softmax(next_logits), axis=0)
+    return categorical_target(support, reward, discount, mean_probs)
+
+
+def pooled_mixture_samples(next_mixture: MixtureParams, key: jax.Array, num_samples: int):
+    """`num_samples` (M) returns drawn from each of the N bootstrap actions' target mixtures
+    (fields [N, B, K]), pooled: -> [M * N, B] (stop-gradient). The MoG target of a stochastic
+    policy: `mog_td_loss_from_samples(online, r, discount, pooled)` fits the online mixture to
+    the N * M samples r + discount * z."""
+    mixture = jax.tree_util.tree_map(jax.lax.stop_gradient, next_mixture)
+    samples = mixture_sample(mixture, key, num_samples)  # [M, N, B]
+    return samples.reshape((-1, samples.shape[-1]))

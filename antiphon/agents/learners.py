@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from antiphon.agents import actor_critic
+
 SgdStep = Callable[[Any, Any], tuple[Any, dict[str, jax.Array]]]
 
 
@@ -357,3 +359,46 @@ class OnlineLearner(GuardedLearner):
         if self._first_step_time is None:
             return 0.0
         return self._wait_seconds / max(time.perf_counter() - self._first_step_time, 1e-9)
+
+
+class ConfiguredOnlineLearner(OnlineLearner):
+    """An online agent's learner, made from what its builder holds:
+    `Learner(networks, config, env_spec, iterator, key, counter, logger, value_bounds=...)`.
+
+    A subclass gives `make_update(networks, config, env_spec, key, value_bounds) -> (sgd_step,
+    initial state)` (its losses and optimisers) and, if it serves more than the actor-critic
+    pair, `variables(state)`. Each call runs `config.sgd_steps_per_call` SGD steps.
+    `value_bounds`: the range a discounted return can take (`actor_critic.return_bounds`); a
+    critic logs the fraction of its Q estimates outside it.
+    """
+
+    def __init__(
+        self,
+        networks,
+        config,
+        env_spec,
+        iterator: Iterator[Any],
+        key: jax.Array,
+        counter=None,
+        logger=None,
+        log_every_seconds: float = 5.0,
+        value_bounds: tuple[float, float] | None = None,
+    ):
+        sgd_step, state = self.make_update(networks, config, env_spec, key, value_bounds)
+        super().__init__(
+            sgd_step,
+            state,
+            iterator,
+            self.variables,
+            config.sgd_steps_per_call,
+            counter=counter,
+            logger=logger,
+            log_every_seconds=log_every_seconds,
+        )
+
+    @staticmethod
+    def make_update(networks, config, env_spec, key, value_bounds):  # pragma: no cover
+        raise NotImplementedError
+
+    # What the learner serves: {"policy": ..., "critic": ...}.
+    variables = staticmethod(actor_critic.variables)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections.abc import Callable, Sequence
 
@@ -10,7 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from antiphon.agents import distributional
 from antiphon.agents.distributional import MixtureParams
+from antiphon.core.types import EnvironmentSpec, zeros_like_spec
 
 # Acme's torso initialiser: small uniform fan-in scaling keeps LayerNorm inputs well conditioned.
 uniform_initializer = hk.initializers.VarianceScaling(1.0, "fan_in", "uniform")
@@ -111,6 +114,149 @@ def critic_inputs(observation: jax.Array, action: jax.Array, clip_action: bool) 
     if clip_action:
         action = jnp.clip(action, -1.0, 1.0)
     return jnp.concatenate([observation, action], axis=-1)
+
+
+CRITIC_TYPES = ("scalar", "c51", "mog")
+
+
+class Critic(typing.NamedTuple):
+    """A critic as a Haiku function and what reads its output.
+
+    network(observation, action) -> Q [B] | C51 logits [B, L] | MixtureParams (a Haiku
+        function, to transform)
+    mean(output) -> Q [B]   (the expected return: the value itself, the categorical mean or
+        the mixture mean)
+    support: the C51 atoms [L], None for the other types
+    """
+
+    network: Callable
+    mean: Callable
+    support: jax.Array | None
+
+
+def layer_norm_critic(config, clip_action: bool) -> Critic:
+    """The critic `config.critic_type` names (scalar | c51 | mog) on a LayerNormMLP torso of
+    `config.critic_layer_sizes`, fed (observation, action) (`critic_inputs`).
+
+    c51 reads `num_atoms`, `v_min`, `v_max`; mog reads `num_components`, `init_scale`,
+    `min_scale`. The scalar head is acme MPO's: a linear layer with a TruncatedNormal(0.01)
+    initialiser. `clip_action`: clip the action to [-1, 1] before the torso (D4PG clips for its
+    MoG critic only; acme's MPO critics clip always).
+    """
+    critic_type = config.critic_type
+    if critic_type not in CRITIC_TYPES:
+        raise ValueError(f"unknown critic_type {critic_type!r}; expected one of {CRITIC_TYPES}")
+
+    def torso(observation, action):
+        x = critic_inputs(observation, action, clip_action=clip_action)
+        return LayerNormMLP(config.critic_layer_sizes, activate_final=True)(x)
+
+    if critic_type == "c51":
+        support = jnp.linspace(config.v_min, config.v_max, config.num_atoms)
+
+        def c51(observation, action):
+            return CategoricalHead(config.num_atoms)(torso(observation, action))
+
+        return Critic(c51, lambda logits: distributional.categorical_mean(logits, support), support)
+    if critic_type == "mog":
+
+        def mog(observation, action):
+            head = GaussianMixtureHead(config.num_components, config.init_scale, config.min_scale)
+            return head(torso(observation, action))
+
+        return Critic(mog, distributional.mixture_mean, None)
+
+    def scalar(observation, action):
+        x = torso(observation, action)
+        return hk.Linear(1, w_init=hk.initializers.TruncatedNormal(0.01))(x)[..., 0]
+
+    return Critic(scalar, lambda q: q, None)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorCriticNetworks:
+    """A policy and a critic as pure functions (D4PG, MPO).
+
+    policy_apply(params, obs) -> the policy's output (D4PG: an action in [-1, 1]; MPO: the
+        (mean, std) of a diagonal Gaussian).
+    critic_apply(params, obs, action) -> Q [B] | C51 logits [B, L] | MixtureParams;
+    critic_mean turns any of them into Q [B]. support: C51 atoms, None otherwise.
+    """
+
+    policy_init: Callable
+    policy_apply: Callable
+    critic_init: Callable
+    critic_apply: Callable
+    critic_mean: Callable
+    support: jax.Array | None
+    critic_type: str
+
+    def init(self, key: jax.Array, env_spec: EnvironmentSpec) -> tuple:
+        obs = zeros_like_spec(env_spec.observations, (1,))
+        action = zeros_like_spec(env_spec.actions, (1,))
+        policy_key, critic_key = jax.random.split(key)
+        return self.policy_init(policy_key, obs), self.critic_init(critic_key, obs, action)
+
+    def q_value(self, critic_params, observation, action) -> jax.Array:
+        """E[Z(observation, action)]: [B]."""
+        return self.critic_mean(self.critic_apply(critic_params, observation, action))
+
+
+def actor_critic_networks(policy: Callable, critic: Critic, critic_type: str):
+    """Transforms the Haiku functions `policy(observation)` and `critic.network` (both without
+    an apply-time PRNG) into ActorCriticNetworks."""
+    policy_t = hk.without_apply_rng(hk.transform(policy))
+    critic_t = hk.without_apply_rng(hk.transform(critic.network))
+    return ActorCriticNetworks(
+        policy_init=policy_t.init,
+        policy_apply=policy_t.apply,
+        critic_init=critic_t.init,
+        critic_apply=critic_t.apply,
+        critic_mean=critic.mean,
+        support=critic.support,
+        critic_type=critic_type,
+    )
+
+
+class GaussianPolicy(hk.Module):
+    """obs -> LayerNormMLP -> (mean, std) of a diagonal Gaussian over the action, unsquashed
+    (acme MPO's LayerNormMLP + MultivariateNormalDiagHead).
+
+    Both heads start near zero (VarianceScaling(1e-4) weights, zero biases);
+    std = softplus(raw) * init_scale / softplus(0) + min_scale, so std ~ init_scale at
+    initialisation. The mean is not bounded: actors clip samples to [-1, 1], and MPO's action
+    penalty keeps the mean inside the box.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        action_dim: int,
+        init_scale: float = 0.7,
+        min_scale: float = 1e-6,
+        name: str | None = None,
+    ):
+        super().__init__(name=name)
+        self._layer_sizes = tuple(layer_sizes)
+        self._action_dim = action_dim
+        self._init_scale = init_scale
+        self._min_scale = min_scale
+
+    def __call__(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = LayerNormMLP(self._layer_sizes, activate_final=True)(observation)
+        w_init = hk.initializers.VarianceScaling(1e-4)
+        mean = hk.Linear(self._action_dim, w_init=w_init, name="mean")(x)
+        raw_scale = hk.Linear(self._action_dim, w_init=w_init, name="scale")(x)
+        scale = jax.nn.softplus(raw_scale) * (self._init_scale / jax.nn.softplus(0.0))
+        return mean, scale + self._min_scale
+
+
+def diagonal_gaussian_sample(
+    mean: jax.Array, std: jax.Array, key: jax.Array, num_samples: int | None = None
+) -> jax.Array:
+    """mean + std * eps, unclipped; with `num_samples`, shape [num_samples, *mean.shape]."""
+    shape = mean.shape if num_samples is None else (num_samples, *mean.shape)
+    return mean + std * jax.random.normal(key, shape, mean.dtype)
 
 
 class MLP(hk.Module):

@@ -8,6 +8,7 @@ import importlib
 
 _AGENTS: dict[str, str] = {
     "d4pg": "antiphon.agents.d4pg.builder:D4PGBuilder",
+    "mpo": "antiphon.agents.mpo.builder:MPOBuilder",  # online only (offline = False)
     "crr": "antiphon.agents.crr.builder:CRRBuilder",
     "bc": "antiphon.agents.bc.builder:BCBuilder",
     "td3_bc": "antiphon.agents.td3_bc.builder:TD3BCBuilder",

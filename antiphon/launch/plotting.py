@@ -23,14 +23,70 @@ def _column(rows: list[dict[str, str]], key: str) -> list[float]:
     return [float(r[key]) if r.get(key) not in (None, "") else float("nan") for r in rows]
 
 
+# Learner columns plotted under the returns, one panel per group, where a run's
+# logs/learner.csv has them (MPO's trust regions and duals; every critic's q_out_of_range).
+LEARNER_PANELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("trust regions (KL / epsilon)", ("kl_q_rel", "kl_mean_rel", "kl_stddev_rel"), "linear"),
+    (
+        "duals, policy std",
+        ("temperature", "alpha_mean", "alpha_stddev", "pi_stddev_min", "pi_stddev_max"),
+        "log",
+    ),
+    ("critic", ("q_out_of_range",), "linear"),
+)
+
+
+def _learner_rows(run_dirs: list[str]) -> dict[str, list[dict[str, str]]]:
+    rows = {}
+    for run_dir in run_dirs:
+        path = os.path.join(run_dir, "logs", "learner.csv")
+        if os.path.exists(path):
+            rows[run_dir] = _read_csv(path)
+    return rows
+
+
+def _plot_learner_panel(ax, learner_rows, columns: tuple[str, ...], title: str, scale: str):
+    """Against actor steps where the learner's log has them, else against its SGD steps."""
+    x_labels = set()
+    for run_dir, rows in learner_rows.items():
+        name = os.path.basename(os.path.normpath(run_dir))
+        step_key = "actor_steps" if "actor_steps" in rows[0] else "steps"
+        x_labels.add("environment steps (all actors)" if step_key == "actor_steps" else "SGD steps")
+        for column in columns:
+            if column in rows[0]:
+                x, y = _column(rows, step_key), _column(rows, column)
+                ax.plot(x, y, marker="o", markersize=2, label=f"{name} {column}")
+    ax.set_xlabel(" / ".join(sorted(x_labels)), fontsize=8)
+    ax.set_yscale(scale)
+    ax.set_title(title, fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+
+
 def plot_run(run_dirs: list[str], out_path: str | None = None) -> str:
-    """Plot evaluation return (mean ± std) and actor episode returns against actor steps.
+    """Plot evaluation return (mean ± std) and actor episode returns against actor steps, and
+    under them the learner's diagnostics that its log has (`LEARNER_PANELS`).
 
     Several run directories are overlaid (e.g. seeds or critic types). Returns the PNG path.
     """
     if not run_dirs:
         raise ValueError("plot needs at least one run directory")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    learner_rows = {k: v for k, v in _learner_rows(run_dirs).items() if v}
+    panels = [
+        panel
+        for panel in LEARNER_PANELS
+        if any(column in rows[0] for rows in learner_rows.values() for column in panel[1])
+    ]
+    fig, axes = plt.subplots(
+        1 + len(panels),
+        1,
+        figsize=(7, 4.5 + 2.5 * len(panels)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [1.8] + [1.0] * len(panels)},
+    )
+    ax = axes[0, 0]
+    for panel_ax, (title, columns, scale) in zip(axes[1:, 0], panels, strict=True):
+        _plot_learner_panel(panel_ax, learner_rows, columns, title, scale)
     plotted = False
     for run_dir in run_dirs:
         name = os.path.basename(os.path.normpath(run_dir))

@@ -160,10 +160,8 @@ def init_training_state(
     critic_optimizer = optimizers.clipped_adam(
         config.critic_learning_rate, config.max_gradient_norm
     )
-    init_key, state_key = jax.random.split(key)
-    policy_params, critic_params = networks.init(init_key, env_spec)
-    state = actor_critic.init_state(
-        policy_params, critic_params, policy_optimizer, critic_optimizer, state_key
+    state = actor_critic.init_networks_state(
+        networks, env_spec, key, policy_optimizer, critic_optimizer
     )
     return state, policy_optimizer, critic_optimizer
 

@@ -16,15 +16,13 @@ gamma^n * prod d (see `antiphon.core.types.Transition`):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import jax
 import jax.numpy as jnp
 
 from antiphon.agents import actor_critic, distributional, optimizers
 from antiphon.agents.d4pg.config import D4PGConfig
 from antiphon.agents.d4pg.networks import D4PGNetworks
-from antiphon.agents.learners import OnlineLearner
+from antiphon.agents.learners import ConfiguredOnlineLearner
 from antiphon.core.types import EnvironmentSpec, Transition
 
 TrainingState = actor_critic.ActorCriticState
@@ -110,39 +108,24 @@ def init_training_state(
     """(state, policy optimiser, critic optimiser): Adam on each network, no gradient clip."""
     policy_optimizer = optimizers.clipped_adam(config.policy_learning_rate, 0.0)
     critic_optimizer = optimizers.clipped_adam(config.critic_learning_rate, 0.0)
-    init_key, state_key = jax.random.split(key)
-    policy_params, critic_params = networks.init(init_key, env_spec)
-    state = actor_critic.init_state(
-        policy_params, critic_params, policy_optimizer, critic_optimizer, state_key
+    state = actor_critic.init_networks_state(
+        networks, env_spec, key, policy_optimizer, critic_optimizer
     )
     return state, policy_optimizer, critic_optimizer
 
 
-class D4PGLearner(OnlineLearner):
+class D4PGLearner(ConfiguredOnlineLearner):
     """Pulls [K, B, ...] batches of transitions from `iterator` and runs K SGD steps per call
     (`learners.OnlineLearner`, with its divergence guard). Also the variable source of the
     program: `get_variables(["policy"])`, `variables_version()`."""
 
-    def __init__(
-        self,
+    @staticmethod
+    def make_update(
         networks: D4PGNetworks,
         config: D4PGConfig,
         env_spec: EnvironmentSpec,
-        iterator: Iterator[Transition],
         key: jax.Array,
-        counter=None,
-        logger=None,
-        log_every_seconds: float = 5.0,
         value_bounds: tuple[float, float] | None = None,
     ):
         state, policy_opt, critic_opt = init_training_state(networks, config, env_spec, key)
-        super().__init__(
-            make_sgd_step(networks, config, policy_opt, critic_opt, value_bounds),
-            state,
-            iterator,
-            actor_critic.variables,
-            config.sgd_steps_per_call,
-            counter=counter,
-            logger=logger,
-            log_every_seconds=log_every_seconds,
-        )
+        return make_sgd_step(networks, config, policy_opt, critic_opt, value_bounds), state
