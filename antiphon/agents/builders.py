@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 
-from antiphon.agents import config_checks
+from antiphon.agents import actor_critic, config_checks, offline
 from antiphon.agents.actors import GenericActor
 from antiphon.agents.compatibility import CONTINUOUS_ACTIONS, VECTOR_OBSERVATIONS
 from antiphon.core.types import EnvironmentSpec, Transition
@@ -53,7 +53,9 @@ def make_actor(
 
 class Builder:
     """The shared body. Subclasses set `name`, `config_class` and the three modules; each module
-    has the agent's `make_networks(env_spec, config)`, `make_learner(...)` and
+    has the agent's `make_networks(env_spec, config)`, its learner (online: a `learner_class`;
+    offline: `make_update(networks, config, env_spec, data, key, value_bounds)` -> (sgd_step,
+    state) and optionally `variables(state)`) and
     `make_policy(networks, config, evaluation)`.
 
     `observation_kinds` / `action_kinds` declare the spaces the agent can act in
@@ -119,15 +121,13 @@ class OfflineBuilder(Builder):
     ):
         """`value_bounds`: the range a discounted return can take on this data
         (`actor_critic.return_bounds`); critics report the fraction of Q estimates outside."""
-        return self.learning_module.make_learner(
-            networks,
-            self.config,
-            env_spec,
-            data,
-            key,
-            counter=counter,
-            logger=logger,
-            value_bounds=value_bounds,
+        update_key, sample_key = jax.random.split(key)
+        sgd_step, state = self.learning_module.make_update(
+            networks, self.config, env_spec, data, update_key, value_bounds=value_bounds
+        )
+        variables = getattr(self.learning_module, "variables", actor_critic.variables)
+        return offline.make_learner(
+            sgd_step, state, data, self.config, sample_key, variables, counter, logger
         )
 
 

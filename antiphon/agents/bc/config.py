@@ -15,6 +15,9 @@ EdgeLikelihood = Literal["censored", "clipped"]
 # The policy's distribution (agents/networks.py make_policy_head): acme JAX CRR's tanh-Gaussian,
 # d3rlpy's Gaussian with a tanh-bounded mean, or the CRR authors' mixture of diagonal Gaussians.
 PolicyHeadKind = Literal["tanh_gaussian", "gaussian", "gaussian_mixture"]
+# BC's objective: the likelihood of dataset actions (acme, the CRR paper's BC) or the squared
+# error of the greedy action (d3rlpy's and CORL's deterministic BC).
+BCLoss = Literal["likelihood", "mse"]
 
 
 def check_edge_likelihood(value: str) -> None:
@@ -41,6 +44,9 @@ class BCConfig:
     edge_likelihood: EdgeLikelihood = "censored"  # "censored" (acme) | "clipped"
     policy_head: PolicyHeadKind = "tanh_gaussian"  # | "gaussian" | "gaussian_mixture"
     num_policy_components: int = 5  # gaussian_mixture: K
+    # "likelihood": -log pi(a|s); "mse": ||mode(pi(.|s)) - a||^2 (deterministic BC; the head's
+    # mode is the greedy action, so acting is unchanged)
+    loss: BCLoss = "likelihood"
     discount: float = 0.99  # unused by the loss; device_transitions stores gamma * (1 - terminal)
 
     def validate(self) -> None:
@@ -48,5 +54,7 @@ class BCConfig:
             raise ValueError("batch_size and sgd_steps_per_call must be >= 1")
         check_edge_likelihood(self.edge_likelihood)
         check_policy_head(self.policy_head, self.num_policy_components)
+        if self.loss not in typing.get_args(BCLoss):
+            raise ValueError(f"loss must be one of {typing.get_args(BCLoss)} (got {self.loss!r})")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0 (got {self.learning_rate})")

@@ -1,5 +1,10 @@
-"""Behaviour cloning: L = -mean_batch log pi(a | s) over dataset (s, a), Adam with the gradient's
-global norm clipped. CRR with the `bc` filter (f = 1) computes exactly this loss."""
+"""Behaviour cloning over dataset (s, a), Adam with the gradient's global norm clipped:
+
+likelihood (default):  L = -mean_batch log pi(a | s)
+                       (CRR with the `bc` filter, f = 1, computes exactly this loss)
+mse (deterministic):   L = mean_batch sum_d (mode(pi(. | s))_d - a_d)^2
+                       (the greedy action regressed onto the dataset action, as d3rlpy's BC)
+"""
 
 from __future__ import annotations
 
@@ -21,18 +26,29 @@ class TrainingState(NamedTuple):
     steps: jax.Array
 
 
-def make_loss(networks: BCNetworks):
-    """bc_loss(policy_params, batch) -> (loss, metrics): the negative log-likelihood."""
+def make_loss(networks: BCNetworks, loss: str = "likelihood"):
+    """bc_loss(policy_params, batch) -> (loss, metrics) for `loss` (module docstring)."""
 
-    def bc_loss(policy_params, batch: Transition):
+    def likelihood_loss(policy_params, batch: Transition):
         log_prob = networks.log_prob(policy_params, batch.observation, batch.action)
         return -jnp.mean(log_prob), {"log_prob_mean": jnp.mean(log_prob)}
 
-    return bc_loss
+    def mse_loss(policy_params, batch: Transition):
+        greedy = networks.head.mode(networks.policy_apply(policy_params, batch.observation))
+        squared_error = jnp.sum(jnp.square(greedy - batch.action), axis=-1)
+        return jnp.mean(squared_error), {"action_mse": jnp.mean(squared_error)}
+
+    if loss == "likelihood":
+        return likelihood_loss
+    if loss == "mse":
+        return mse_loss
+    raise ValueError(f"unknown BC loss {loss!r} (likelihood | mse)")
 
 
-def make_sgd_step(networks: BCNetworks, optimizer: optax.GradientTransformation):
-    bc_loss = make_loss(networks)
+def make_sgd_step(
+    networks: BCNetworks, optimizer: optax.GradientTransformation, loss: str = "likelihood"
+):
+    bc_loss = make_loss(networks, loss)
 
     def sgd_step(state: TrainingState, batch: Transition):
         (loss, metrics), grads = jax.value_and_grad(bc_loss, has_aux=True)(
@@ -49,28 +65,22 @@ def make_sgd_step(networks: BCNetworks, optimizer: optax.GradientTransformation)
     return sgd_step
 
 
-def make_learner(
+def make_update(
     networks: BCNetworks,
     config: BCConfig,
     env_spec: EnvironmentSpec,
     data: Transition,
-    key: jax.Array,
-    counter=None,
-    logger=None,
+    key,
     value_bounds: tuple[float, float] | None = None,
-) -> offline.OfflineLearner:
-    del value_bounds  # no critic
-    init_key, sample_key = jax.random.split(key)
+) -> tuple[offline.SgdStep, TrainingState]:
+    """(sgd_step, initial state) for `builders.OfflineBuilder`."""
+    del data, value_bounds  # no critic, nothing taken from the dataset
     optimizer = optimizers.clipped_adam(config.learning_rate, config.max_gradient_norm)
-    params = networks.init(init_key, env_spec)
+    params = networks.init(key, env_spec)
     state = TrainingState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
-    return offline.make_learner(
-        make_sgd_step(networks, optimizer),
-        state,
-        data,
-        config,
-        sample_key,
-        lambda s: {"policy": s.policy_params},
-        counter,
-        logger,
-    )
+    return make_sgd_step(networks, optimizer, config.loss), state
+
+
+def variables(state: TrainingState) -> dict:
+    """What the learner serves: the policy only."""
+    return {"policy": state.policy_params}

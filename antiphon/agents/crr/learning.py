@@ -166,19 +166,15 @@ def init_training_state(
     return state, policy_optimizer, critic_optimizer
 
 
-def make_learner(
+def make_update(
     networks: CRRNetworks,
     config: CRRConfig,
     env_spec: EnvironmentSpec,
     data: Transition,
-    key: jax.Array,
-    counter=None,
-    logger=None,
+    key,
     value_bounds: tuple[float, float] | None = None,
-) -> offline.OfflineLearner:
-    state_key, sample_key = jax.random.split(key)
-    state, policy_opt, critic_opt = init_training_state(networks, config, env_spec, state_key)
-    sgd_step = make_sgd_step(networks, config, policy_opt, critic_opt, value_bounds)
-    return offline.make_learner(
-        sgd_step, state, data, config, sample_key, actor_critic.variables, counter, logger
-    )
+) -> tuple[offline.SgdStep, actor_critic.ActorCriticState]:
+    """(sgd_step, initial state) for `builders.OfflineBuilder` (which makes the learner)."""
+    del data  # CRR's networks need nothing from the dataset to start
+    state, policy_opt, critic_opt = init_training_state(networks, config, env_spec, key)
+    return make_sgd_step(networks, config, policy_opt, critic_opt, value_bounds), state

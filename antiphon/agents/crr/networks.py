@@ -4,7 +4,6 @@ categorical (C51) or a mixture of Gaussians (the foundation's distributional hea
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 import haiku as hk
 import jax
@@ -13,40 +12,22 @@ import jax.numpy as jnp
 from antiphon.agents import distributional
 from antiphon.agents import networks as shared
 from antiphon.agents.crr.config import CRRConfig
-from antiphon.core.types import EnvironmentSpec, zeros_like_spec
+from antiphon.core.types import EnvironmentSpec
 
 
 @dataclasses.dataclass(frozen=True)
-class CRRNetworks:
-    """Pure functions.
+class CRRNetworks(shared.ActorCriticNetworks):
+    """`networks.ActorCriticNetworks` (init, q_value) plus the policy head:
 
     policy_apply(params, obs) -> the policy distribution's parameters, which `head` reads
         (tanh_gaussian: (mean, std) of the pre-tanh Gaussian; gaussian_mixture:
         (logits, mean, std)).
-    critic_apply(params, obs, action) -> Q [B] | C51 logits [B, L] | MixtureParams.
-    critic_mean(output) -> Q [B].
     """
 
-    policy_init: Callable
-    policy_apply: Callable
-    critic_init: Callable
-    critic_apply: Callable
-    critic_mean: Callable
-    support: jax.Array | None
-    critic_type: str
     head: shared.PolicyHead  # log_prob / sample / mode of policy_apply's output
-
-    def init(self, key: jax.Array, env_spec: EnvironmentSpec) -> tuple:
-        obs = zeros_like_spec(env_spec.observations, (1,))
-        action = zeros_like_spec(env_spec.actions, (1,))
-        policy_key, critic_key = jax.random.split(key)
-        return self.policy_init(policy_key, obs), self.critic_init(critic_key, obs, action)
 
     def log_prob(self, policy_params, observation, action) -> jax.Array:
         return self.head.log_prob(self.policy_apply(policy_params, observation), action)
-
-    def q_value(self, critic_params, observation, action) -> jax.Array:
-        return self.critic_mean(self.critic_apply(critic_params, observation, action))
 
 
 def make_critic(config, env_spec: EnvironmentSpec):

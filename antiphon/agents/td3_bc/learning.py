@@ -234,21 +234,17 @@ def init_training_state(
     return state, policy_optimizer, critic_optimizer
 
 
-def make_learner(
+def make_update(
     networks: TD3BCNetworks,
     config: TD3BCConfig,
     env_spec: EnvironmentSpec,
     data: Transition,
-    key: jax.Array,
-    counter=None,
-    logger=None,
+    key,
     value_bounds: tuple[float, float] | None = None,
-) -> offline.OfflineLearner:
-    state_key, sample_key = jax.random.split(key)
+) -> tuple[offline.SgdStep, actor_critic.ActorCriticState]:
+    """(sgd_step, initial state) for `builders.OfflineBuilder`; the observation statistics
+    (with `normalize_observations`) come from `data`."""
     state, policy_opt, critic_opt = init_training_state(
-        networks, config, env_spec, state_key, observations=data.observation
+        networks, config, env_spec, key, observations=data.observation
     )
-    sgd_step = make_sgd_step(networks, config, policy_opt, critic_opt, value_bounds)
-    return offline.make_learner(
-        sgd_step, state, data, config, sample_key, actor_critic.variables, counter, logger
-    )
+    return make_sgd_step(networks, config, policy_opt, critic_opt, value_bounds), state
