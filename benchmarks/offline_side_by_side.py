@@ -458,7 +458,7 @@ def _reevaluate(
     action noise; greedy, or a sample of pi with `behaviour_policy`) and returns the per-episode
     returns."""
     from antiphon.environments.datasets import load_dataset
-    from antiphon.environments.datasets.collect import run_record
+    from antiphon.launch.collect import run_record
 
     environment = run_record(run_dir)["env"]
     out = os.path.join(run_dir, f"final{episodes}.hdf5")

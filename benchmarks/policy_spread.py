@@ -27,7 +27,7 @@ def spread(run_dir: str, stride: int = 10) -> dict[str, list[float]]:
     from antiphon.core.types import make_environment_spec
     from antiphon.environments import make_environment
     from antiphon.environments.datasets import load_dataset
-    from antiphon.environments.datasets.collect import (
+    from antiphon.launch.collect import (
         restore_snapshot,
         run_record,
         select_snapshot,

@@ -822,7 +822,7 @@ def collect(argv: list[str]) -> int:
 
     from antiphon.environments import UnknownEnvironmentError, validate_environment_name
     from antiphon.environments.datasets import DatasetError, save_dataset
-    from antiphon.environments.datasets import collect as collecting
+    from antiphon.launch import collect as collecting
 
     try:
         validate_environment_name(args.env)

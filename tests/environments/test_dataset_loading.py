@@ -23,9 +23,9 @@ from antiphon.environments.datasets import (
     save_dataset,
     validate,
 )
-from antiphon.environments.datasets.collect import collect
 from antiphon.environments.datasets.recorder import EpisodeRecorder
 from antiphon.environments.wrappers import CanonicalActionWrapper, native_action_spec
+from antiphon.launch.collect import collect
 
 PENDULUM = "gym:Pendulum-v1"
 DATA = os.path.join(os.path.dirname(__file__), "data")

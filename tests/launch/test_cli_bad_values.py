@@ -98,7 +98,7 @@ def _field_bad_values(agent: str, field: dataclasses.Field, hint: typing.Any) ->
 @pytest.fixture(scope="module")
 def dataset_path(tmp_path_factory) -> str:
     """A small valid offline dataset for the offline agents' base command."""
-    from antiphon.environments.datasets import collect
+    from antiphon.launch import collect
 
     path = str(tmp_path_factory.mktemp("data") / "cartpole_random.hdf5")
     save_dataset(collect.collect("dmc:cartpole-swingup", "random", 2, seed=0), path)

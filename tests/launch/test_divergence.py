@@ -18,7 +18,7 @@ from antiphon.launch import cli
 
 @pytest.fixture(scope="module")
 def dataset_path(tmp_path_factory) -> str:
-    from antiphon.environments.datasets import collect
+    from antiphon.launch import collect
 
     path = str(tmp_path_factory.mktemp("data") / "cartpole_random.hdf5")
     save_dataset(collect.collect("dmc:cartpole-swingup", "random", 2, seed=0), path)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from antiphon.environments.datasets import Dataset, load_dataset, save_dataset
-from antiphon.environments.datasets.collect import RECIPE, list_snapshots
 from antiphon.launch import cli
+from antiphon.launch.collect import RECIPE, list_snapshots
 from tests.launch import evaluator_rows
 
 ENV = "dmc:cartpole-swingup"
