@@ -764,8 +764,10 @@ def _collect_parser() -> _Parser:
     p.add_argument("--env", required=True, help="environment, e.g. dmc:cheetah-run")
     p.add_argument(
         "--policy",
+        action="append",
         default=None,
-        help="random | RUN_DIR[@expert|@medium|@latest|@step=N] | replay:RUN_DIR[@medium|...]",
+        help="random | RUN_DIR[@expert|@medium|@latest|@step=N] | replay:RUN_DIR[@medium|...]; "
+        "repeat it for a mixed-quality file (--episodes from each policy, one after another)",
     )
     p.add_argument(
         "--recipe",
@@ -787,8 +789,10 @@ def _collect_parser() -> _Parser:
     p.add_argument(
         "--action-noise",
         type=float,
-        default=0.1,
-        help="Gaussian noise added to a snapshot policy's greedy action (default 0.1)",
+        action="append",
+        default=None,
+        help="Gaussian noise added to a snapshot policy's greedy action (default 0.1); one value "
+        "for every --policy, or one per --policy in the same order",
     )
     p.add_argument(
         "--behaviour-policy",
@@ -805,10 +809,20 @@ def collect(argv: list[str]) -> int:
     args = _collect_parser().parse_args(argv)
     if (args.policy is None) == (args.recipe is None):
         raise UsageError("give exactly one of --policy and --recipe")
+    policies = args.policy or []
+    noises = args.action_noise or [0.1]
     if args.behaviour_policy and (
-        args.recipe is not None or args.policy == "random" or args.policy.startswith("replay:")
+        args.recipe is not None
+        or any(policy == "random" or policy.startswith("replay:") for policy in policies)
     ):
         raise UsageError("--behaviour-policy applies to a snapshot --policy (RUN_DIR[@WHICH]) only")
+    if len(noises) not in (1, max(len(policies), 1)):
+        raise UsageError(
+            f"give one --action-noise for all policies or one per --policy "
+            f"(got {len(noises)} for {len(policies)})"
+        )
+    if args.recipe is not None and len(noises) > 1:
+        raise UsageError("--recipe takes one --action-noise")
     if args.only is not None and args.recipe is None:
         raise UsageError("--only selects datasets of --recipe; give --recipe RUN_DIR")
     if args.episodes < 1:
@@ -817,8 +831,8 @@ def collect(argv: list[str]) -> int:
         raise UsageError(f"--seed must be >= 0 (got {args.seed})")
     if args.action_repeat is not None and args.action_repeat < 1:
         raise UsageError(f"--action-repeat must be >= 1 (got {args.action_repeat})")
-    if args.action_noise < 0:
-        raise UsageError(f"--action-noise must be >= 0 (got {args.action_noise})")
+    if any(noise < 0 for noise in noises):
+        raise UsageError(f"--action-noise must be >= 0 (got {min(noises)})")
 
     from antiphon.environments import UnknownEnvironmentError, validate_environment_name
     from antiphon.environments.datasets import DatasetError, save_dataset
@@ -852,20 +866,22 @@ def collect(argv: list[str]) -> int:
                     args.recipe,
                     args.episodes,
                     seed=args.seed,
-                    action_noise=args.action_noise,
+                    action_noise=noises[0],
                     names=names,
                     progress_factory=progress_factory,
                 )
             else:
+                if len(noises) == 1:
+                    noises = noises * len(policies)
                 datasets = {
-                    "dataset": collecting.collect(
+                    "dataset": collecting.collect_mixture(
                         args.env,
-                        args.policy,
+                        policies,
                         args.episodes,
                         seed=args.seed,
                         action_repeat=args.action_repeat,
-                        action_noise=args.action_noise,
-                        progress=progress_factory(args.policy, args.episodes),
+                        action_noises=noises,
+                        progress_factory=progress_factory,
                         behaviour_policy=args.behaviour_policy,
                     )
                 }

@@ -16,6 +16,9 @@ Every dataset holds actions in antiphon's internal [-1, 1] box, and its metadata
 `action_units: "normalized"` (older datasets without the key are recognised by their `policy`
 record, see `core.prepare_for_environment`).
 
+Several policies (`collect_mixture`, `antiphon collect --policy A --policy B ...`) write one
+file: each policy's episodes one after another, each part recorded in the metadata.
+
 Snapshot policies act greedily plus Gaussian noise `action_noise` (clipped to the box), so that
 datasets cover more than one trajectory per start state; the noise is recorded in the metadata.
 With `behaviour_policy` a snapshot acts with its agent's behaviour policy instead of its
@@ -317,6 +320,54 @@ def collect(
         return record_episodes(environment, select_action, num_episodes, metadata, progress)
     finally:
         environment.close()
+
+
+def collect_mixture(
+    environment_name: str,
+    policies: list[str],
+    num_episodes: int,
+    seed: int = 0,
+    action_repeat: int | None = None,
+    action_noises: list[float] | None = None,
+    progress_factory: Callable[[str, int], Callable[[int], None]] | None = None,
+    behaviour_policy: bool = False,
+) -> Dataset:
+    """`num_episodes` from each policy, one after another, as one dataset: a mixed-quality file
+    (for example a trained policy, the same with heavy action noise, and random episodes).
+
+    Part `i` runs its environment with seed `seed + i`, so no two parts replay the same initial
+    states. With one policy this is `collect` exactly. The metadata's `policy` lists every part
+    with the episode range it wrote.
+    """
+    noises = list(action_noises) if action_noises is not None else [0.1] * len(policies)
+    if len(noises) != len(policies):
+        raise CollectError(f"{len(noises)} action noises for {len(policies)} policies")
+    parts = []
+    for index, (policy, noise) in enumerate(zip(policies, noises, strict=True)):
+        parts.append(
+            collect(
+                environment_name,
+                policy,
+                num_episodes,
+                seed=seed + index,
+                action_repeat=action_repeat,
+                action_noise=noise,
+                progress=progress_factory(policy, num_episodes) if progress_factory else None,
+                behaviour_policy=behaviour_policy and policy != "random",
+            )
+        )
+    if len(parts) == 1:
+        return parts[0]
+    metadata = dict(parts[0].metadata)
+    metadata["seed"] = seed
+    metadata["policy"] = {
+        "kind": "mixture",
+        "parts": [
+            {**part.metadata["policy"], "episodes": [i * num_episodes, (i + 1) * num_episodes]}
+            for i, part in enumerate(parts)
+        ],
+    }
+    return _with_episode_returns(concatenate(parts, metadata))
 
 
 def collect_recipe(

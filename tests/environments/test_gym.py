@@ -36,6 +36,19 @@ def test_pendulum_truncates_at_200_with_discount_one():
     assert env.step(np.zeros(1, np.float32)).first()
 
 
+def test_a_gymnasium_mujoco_task_makes_and_ends_with_a_true_terminal():
+    """gym:InvertedPendulum-v5 (MuJoCo): the pole falls under zero force, and a fall is a true
+    terminal (discount 0), not a time-limit cut."""
+    env = make_environment("gym:InvertedPendulum-v5", seed=0)
+    assert env.observation_spec().shape == (4,)
+    timestep = env.reset()
+    steps = 0
+    while not timestep.last():
+        timestep = env.step(np.zeros(1, np.float32))
+        steps += 1
+    assert 0 < steps < 1000 and timestep.discount == 0.0
+
+
 def test_pendulum_actions_are_rescaled():
     env = make_environment("gym:Pendulum-v1", seed=0)
     inner = env.environment.environment  # SinglePrecision -> Canonical -> GymnasiumToDmEnv

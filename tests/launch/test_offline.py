@@ -225,6 +225,39 @@ def test_collect_refuses_bad_input(tmp_path, capsys):
     assert not os.path.exists(out)
 
 
+def test_collect_with_several_policies_writes_each_part_in_order(online_run, tmp_path, capsys):
+    """Repeated --policy: each policy's episodes one after another in one file, each part in the
+    metadata with its episode range and noise; the noiseless snapshot part is exactly what a
+    single-policy collect with the same seed writes."""
+    path = str(tmp_path / "mixed.npz")
+    assert cli.main(["collect", "--env", ENV, "--policy", f"{online_run}@latest",
+                     "--policy", f"{online_run}@latest", "--policy", "random",
+                     "--action-noise", "0", "--action-noise", "1.0", "--action-noise", "0",
+                     "--episodes", "2", "--seed", "5", "--format", "npz", "--out", path,
+                     "--no-progress"]) == 0  # fmt: skip
+    mixed = load_dataset(path)
+    parts = mixed.metadata["policy"]["parts"]
+    assert mixed.metadata["policy"]["kind"] == "mixture" and mixed.num_episodes == 6
+    assert [p["kind"] for p in parts] == ["snapshot", "snapshot", "random"]
+    assert [p["episodes"] for p in parts] == [[0, 2], [2, 4], [4, 6]]
+    assert [p.get("action_noise") for p in parts] == [0.0, 1.0, None]
+    single = str(tmp_path / "single.npz")
+    assert cli.main(["collect", "--env", ENV, "--policy", f"{online_run}@latest",
+                     "--action-noise", "0", "--episodes", "2", "--seed", "5", "--format", "npz",
+                     "--out", single, "--no-progress"]) == 0  # fmt: skip
+    first = load_dataset(single)
+    np.testing.assert_array_equal(mixed.actions[: len(first.actions)], first.actions)
+    # The heavy-noise part's actions are not the greedy ones (different seed, noise 1.0 clipped).
+    second = mixed.actions[len(first.actions) : 2 * len(first.actions)]
+    assert np.mean(np.abs(second) > 0.99) > 0.2
+    capsys.readouterr()
+    code = cli.main(["collect", "--env", ENV, "--policy", "random", "--policy", "random",
+                     "--action-noise", "0", "--action-noise", "0", "--action-noise", "0",
+                     "--out", str(tmp_path / "x.npz")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "one per --policy" in err, err
+
+
 def test_collect_with_the_behaviour_policy_acts_differently_from_the_evaluation_policy(
     online_run, tmp_path
 ):
