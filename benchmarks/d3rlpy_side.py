@@ -213,8 +213,10 @@ def make_d3rlpy_algo(
     hidden: tuple[int, ...] = (256, 256),
     seed: int = 0,
     device: str = "cpu:0",
+    overrides: dict[str, Any] | None = None,
 ):
-    """A d3rlpy algorithm for `method` (see the module docstring for every setting).
+    """A d3rlpy algorithm for `method` (see the module docstring for every setting), with
+    `overrides` (config field -> value, e.g. {"actor_learning_rate": 1e-4}) on top.
 
     Seeds python, numpy and torch (d3rlpy.seed): d3rlpy samples batches with numpy's global RNG.
     The networks are built on the first `train_d3rlpy` call (or `algo.build_with_dataset`).
@@ -222,6 +224,7 @@ def make_d3rlpy_algo(
     import d3rlpy
 
     config_cls, kwargs = algo_settings(method, batch_size, hidden)
+    kwargs = {**kwargs, **(overrides or {})}
     d3rlpy.seed(seed)
     return config_cls(**kwargs).create(device=device)
 
@@ -304,6 +307,7 @@ def train_d3rlpy(
     warmup_steps: int = DEFAULT_WARMUP_STEPS,
     eval_seed: int | None = None,
     loop: str = "manual",
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Trains `method` for exactly `steps` gradient steps on the file, then evaluates it.
 
@@ -334,7 +338,9 @@ def train_d3rlpy(
     if eval_seed is None:
         eval_seed = seed * 1000 + 999
 
-    algo = make_d3rlpy_algo(method, batch_size, hidden, seed=seed, device=device)
+    algo = make_d3rlpy_algo(
+        method, batch_size, hidden, seed=seed, device=device, overrides=overrides
+    )
     # What fit() does before its loop: scalers (all None by default), then the networks.
     from d3rlpy.algos.utility import build_scalers_with_transition_picker
 
@@ -504,7 +510,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu:0")
     parser.add_argument("--warmup-steps", type=int, default=DEFAULT_WARMUP_STEPS)
     parser.add_argument("--loop", choices=("manual", "fit"), default="manual")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a d3rlpy config field, e.g. --set actor_learning_rate=1e-4 (JSON value)",
+    )
     args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set takes FIELD=VALUE (got {item!r})")
+        overrides[field] = json.loads(value)
     _quiet_d3rlpy_logs()
 
     result = train_d3rlpy(
@@ -521,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup_steps=args.warmup_steps,
         eval_seed=args.eval_seed,
         loop=args.loop,
+        overrides=overrides,
     )
     text = json.dumps(result, indent=2, default=_json_default) + "\n"
     if args.out:

@@ -29,7 +29,7 @@ _RULES: tuple[tuple[str, Any, str], ...] = (
     ),
     (
         r"^(beta|weight_clip|alpha|cwp_temperature|([a-z]+_)?init_scale|([a-z]+_)?min_scale"
-        r"|samples_per_insert"
+        r"|samples_per_insert|reward_scale"
         r"|normalization_epsilon|temperature|[a-z_]*epsilon[a-z_]*)$",
         lambda v: v > 0,
         "> 0",

@@ -39,6 +39,29 @@ def device_transitions(dataset, discount: float, device: jax.Device | None = Non
     return jax.device_put(transitions, device)
 
 
+def reward_scale(rewards: np.ndarray, setting: float | None, action_repeat: int = 1) -> float:
+    """The factor c an offline learner multiplies the dataset's rewards by (r' = c r).
+
+    `setting` None ("auto"): c = 1 / max(1, max_t |r_t| / action_repeat), so the largest reward
+    per environment step has magnitude at most 1. Data already on that scale is left exactly as
+    it is: every DM Control task (rewards in [0, 1] per environment step, summed over the action
+    repeat). A float is used as given (1.0: off).
+
+    Why: an algorithm's step sizes and temperatures are tuned on some reward scale. CRR's beta
+    (the exp filter's temperature) is in reward units, and Adam moves the critic's output by
+    about its learning rate per step whatever the scale; on Pendulum's rewards in [-16.3, 0]
+    CRR at the authors' 1e-4 let its critic drift far above any reachable return (d3rlpy's CRR
+    at 1e-4 failed the same way; benchmarks/RESULTS.md, "gymnasium datasets"). Returns are
+    reported in the environment's units; only the learner sees r'.
+    """
+    if setting is not None:
+        if not setting > 0:
+            raise ValueError(f"reward_scale must be > 0 (got {setting})")
+        return float(setting)
+    largest = float(np.max(np.abs(rewards))) if len(rewards) else 0.0
+    return 1.0 / max(1.0, largest / max(int(action_repeat), 1))
+
+
 def sample_batch(data: Transition, key: jax.Array, batch_size: int) -> Transition:
     """`batch_size` rows drawn uniformly with replacement (inside jit: indices never leave the
     device)."""

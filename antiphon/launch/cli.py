@@ -492,6 +492,15 @@ def train(argv: list[str]) -> int:
             )
         except DatasetError as e:
             raise UsageError(str(e)) from None
+        if hasattr(config, "reward_scale"):
+            from antiphon.agents.offline import reward_scale
+
+            dataset_info = {
+                **dataset_info,
+                "reward_scale": reward_scale(
+                    dataset.rewards, config.reward_scale, args.action_repeat
+                ),
+            }
         dataset = None  # the learner node loads its own copy (on Ray, in its own process)
     elif args.dataset_action_units is not None:
         raise UsageError("--dataset-action-units is for offline agents (with --dataset)")
@@ -596,6 +605,16 @@ def train(argv: list[str]) -> int:
         from antiphon.environments.datasets import describe_preparation
 
         print(f"  {describe_preparation(dataset_info)}", file=sys.stderr)
+        scale = dataset_info.get("reward_scale")
+        if scale is not None and scale != 1.0:
+            how = "--reward-scale"
+            if config.reward_scale is None:
+                how = "auto: 1 / max |r| per environment step"
+            print(
+                f"  rewards: times {scale:.4g} for learning ({how}; --reward-scale 1 turns it "
+                "off); returns are reported in the environment's units",
+                file=sys.stderr,
+            )
     _stop_on_signals()
     started = time.time()
     launched = None

@@ -400,8 +400,20 @@ class OfflineLearnerNode(LearnerNode):
             environment.close()
         networks = builder.make_networks(env_spec)
         self._iterator = None
+        scale = 1.0
+        if hasattr(builder.config, "reward_scale"):
+            from antiphon.agents.offline import reward_scale
+
+            # The learner sees c * r; its critic's values and the monitor's bounds are in the
+            # same units (returns stay in the environment's).
+            scale = reward_scale(
+                dataset.rewards, builder.config.reward_scale, experiment.action_repeat
+            )
+            dataset = dataclasses.replace(dataset, rewards=dataset.rewards * np.float32(scale))
         rewards = (float(dataset.rewards.min()), float(dataset.rewards.max()))
         self._set_value_bounds(builder, rewards, "dataset")
+        if scale != 1.0 and self._value_bounds is not None:
+            self._value_note += f" (the dataset's rewards times {scale:.4g}, --reward-scale)"
         self.learner = builder.make_learner(
             networks,
             device_transitions(dataset, builder.config.discount),

@@ -691,3 +691,19 @@ def test_mixture_keeps_both_dataset_actions_and_crr_moves_the_mass_to_the_paying
     assert near_a_mode.mean() > 0.8, near_a_mode.mean()
     assert 0.3 < (samples["bc"][..., 0] > 0).mean() < 0.7
     assert (samples["exp"][..., 0] > 0).mean() > 0.9
+
+
+def test_reward_scale_leaves_unit_scale_data_alone_and_brings_large_rewards_to_one():
+    from antiphon.agents.offline import reward_scale
+
+    # DM Control: rewards in [0, 1] per environment step, summed over an action repeat of 2.
+    assert reward_scale(np.array([0.0, 0.7, 1.93], np.float32), None, action_repeat=2) == 1.0
+    assert reward_scale(np.array([0.0, 0.2, 1.0], np.float32), None) == 1.0
+    # Pendulum-v1: rewards in [-16.3, 0].
+    rewards = np.array([-16.25, -3.0, -0.001], np.float32)
+    assert reward_scale(rewards, None) == pytest.approx(1 / 16.25)
+    assert np.max(np.abs(rewards * reward_scale(rewards, None))) == pytest.approx(1.0)
+    # Given: used as it is, 1.0 switches the scaling off; <= 0 is refused.
+    assert reward_scale(rewards, 1.0) == 1.0 and reward_scale(rewards, 0.5) == 0.5
+    with pytest.raises(ValueError, match="reward_scale"):
+        reward_scale(rewards, 0.0)

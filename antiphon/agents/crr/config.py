@@ -44,6 +44,11 @@ class CRRConfig:
     init_scale: float = 1e-3  # mog
     min_scale: float = 1e-4  # mog
     # Optimisation.
+    # Rewards are multiplied by this before learning; None: 1 / max(1, max |r| per environment
+    # step) of the dataset (unit scale, what lr 1e-4 and beta 1 were tuned on; DM Control data
+    # is left exactly as it is).
+    # See agents/offline.py reward_scale.
+    reward_scale: float | None = None
     discount: float = 0.99
     batch_size: int = 256
     policy_learning_rate: float = 1e-4

@@ -1,0 +1,75 @@
+"""Offline learners on gymnasium data nobody tuned them for (issue 25).
+
+Each fixture in `tests/launch/data/` is one mixed-quality file recorded with `antiphon collect`
+(commands in `tests/launch/data/make_gym_offline_fixtures.sh`): a trained D4PG policy, the same
+policy with heavy action noise, and uniform random episodes, one after another. Every offline
+method trains on it with its defaults and must end above the uniform random policy on the same
+environment (the run's own `random_policy.json`), and its critic must stay inside the range a
+discounted return can take.
+
+Pendulum-v1 (time-limit cuts only, rewards in [-16.3, 0]) runs in `make test`; InvertedPendulum-v5
+(true terminals, MuJoCo) is marked slow.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from antiphon.environments.datasets import load_dataset
+from antiphon.launch import cli
+
+DATA = Path(__file__).parent / "data"
+PENDULUM = ("gym:Pendulum-v1", DATA / "pendulum-mixed.npz")
+INVERTED_PENDULUM = ("gym:InvertedPendulum-v5", DATA / "inverted_pendulum-mixed.npz")
+METHODS = ("bc", "crr", "td3_bc")
+# CRR's critic needs the longest: its values propagate one hard target copy (100 steps) at a time.
+STEPS = {"bc": 3000, "crr": 10000, "td3_bc": 3000}
+
+
+def _last_row(path: str) -> dict[str, float]:
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return {k: float(v) for k, v in rows[-1].items() if v not in ("", None)}
+
+
+def _train(method: str, dataset: Path, run_dir: str, steps: int) -> tuple[float, float, dict]:
+    argv = ["train", "--agent", method, "--dataset", str(dataset), "--steps", str(steps),
+            "--eval-every", str(steps), "--eval-episodes", "10", "--seed", "0",
+            "--run-dir", run_dir, "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    final = _last_row(os.path.join(run_dir, "logs", "evaluator.csv"))
+    with open(os.path.join(run_dir, "random_policy.json")) as f:
+        random_return = json.load(f)["return_mean"]
+    learner = _last_row(os.path.join(run_dir, "logs", "learner.csv"))
+    return final["eval_return_mean"], random_return, learner
+
+
+def _check(method: str, case: tuple[str, Path], tmp_path) -> None:
+    environment, path = case
+    dataset = load_dataset(path)
+    assert dataset.metadata["environment"] == environment
+    assert [p["kind"] for p in dataset.metadata["policy"]["parts"]] == [
+        "snapshot", "snapshot", "random"
+    ]  # fmt: skip
+    final, random_return, learner = _train(method, path, str(tmp_path / method), STEPS[method])
+    assert np.isfinite(final)
+    assert final > random_return, (method, final, random_return)
+    if "q_out_of_range" in learner:  # the critics (CRR, TD3+BC); BC has none
+        assert learner["q_out_of_range"] <= 0.01, learner
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_offline_methods_beat_the_random_policy_on_a_mixed_pendulum_file(method, tmp_path):
+    _check(method, PENDULUM, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_offline_methods_beat_the_random_policy_on_a_mixed_inverted_pendulum_file(method, tmp_path):
+    _check(method, INVERTED_PENDULUM, tmp_path)
