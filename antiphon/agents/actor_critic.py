@@ -188,11 +188,20 @@ def return_bounds(reward_min: float, reward_max: float, discount: float) -> tupl
 
 
 def value_range_metrics(q: jax.Array, bounds: tuple[float, float] | None) -> dict[str, jax.Array]:
-    """{"q_out_of_range": the fraction of Q estimates outside `bounds`} (nothing without
-    bounds). A tolerance of 1 % of the range's width absorbs rounding at the edge."""
+    """{"q_out_of_range": the fraction of Q estimates outside `bounds`, "q_beyond_range": how
+    far the furthest one lies outside, as a fraction of the range's width} (nothing without
+    bounds). A tolerance of 1 % of the width absorbs rounding at the edge. The two tell a
+    critic that overshoots a bound a little where the true values sit on it (q_beyond_range of
+    a few %) from one that diverges (many times the width)."""
     if bounds is None:
         return {}
     low, high = bounds
-    tolerance = 0.01 * (high - low) if np.isfinite(high - low) else 0.0
+    width = high - low
+    finite_width = bool(np.isfinite(width)) and width > 0
+    tolerance = 0.01 * width if finite_width else 0.0
     outside = (q < low - tolerance) | (q > high + tolerance)
-    return {"q_out_of_range": jax.numpy.mean(outside.astype(jax.numpy.float32))}
+    metrics = {"q_out_of_range": jax.numpy.mean(outside.astype(jax.numpy.float32))}
+    if finite_width:
+        excess = jax.numpy.maximum(jax.numpy.max(q) - high, low - jax.numpy.min(q))
+        metrics["q_beyond_range"] = jax.numpy.maximum(excess, 0.0) / width
+    return metrics

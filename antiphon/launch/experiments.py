@@ -243,9 +243,12 @@ class LearnerNode:
         )
         self._setup_checkpointer(builder)
 
-    # The share of a call's Q estimates outside the reachable range past which the learner
-    # warns (once).
+    # The learner warns (once) when more than this share of a call's Q estimates lies outside
+    # the reachable range, and the furthest lies more than VALUE_WARNING_EXCESS of the range's
+    # width beyond it: a critic a little above a bound its true values sit on (Pendulum's upright
+    # states, value ~0) is not diverging.
     VALUE_WARNING_FRACTION = 0.05
+    VALUE_WARNING_EXCESS = 0.05
 
     def _set_value_bounds(self, builder, rewards: tuple[float, float] | None, source: str):
         """Bounds of the discounted return for the value sanity monitor (none when the reward
@@ -268,14 +271,19 @@ class LearnerNode:
         if not values or self._value_warned:
             return
         fraction = values.get("q_out_of_range", 0.0)
-        if not fraction > self.VALUE_WARNING_FRACTION:
+        excess = values.get("q_beyond_range", float("inf"))
+        if not (fraction > self.VALUE_WARNING_FRACTION and excess > self.VALUE_WARNING_EXCESS):
             return
         self._value_warned = True
+        step = values["learner_steps"] if "learner_steps" in values else self.sgd_steps()
+        how_far = (
+            f", up to {100 * excess:.0f} % of its width beyond it" if np.isfinite(excess) else ""
+        )
         message = (
             f"warning: {100 * fraction:.0f} % of the critic's Q estimates (mean "
             f"{values.get('q_mean', float('nan')):.4g}) are outside the range any discounted "
-            f"return can take here, {self._value_note}, at learner step "
-            f"{values.get('learner_steps', self.sgd_steps())}. The critic is over- or "
+            f"return can take here, {self._value_note}{how_far}, at learner step "
+            f"{step}. The critic is over- or "
             "under-estimating (diverging, or extrapolating to actions the data does not hold); "
             "its actor follows it. Lower the critic's learning rate, or check the reward scale."
         )

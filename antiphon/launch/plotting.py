@@ -32,7 +32,7 @@ LEARNER_PANELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         ("temperature", "alpha_mean", "alpha_stddev", "pi_stddev_min", "pi_stddev_max"),
         "log",
     ),
-    ("critic", ("q_out_of_range",), "linear"),
+    ("critic", ("q_out_of_range", "q_beyond_range"), "linear"),
 )
 
 

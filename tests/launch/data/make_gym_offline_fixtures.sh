@@ -12,7 +12,7 @@ antiphon train --agent d4pg --critic-type c51 --v-min -10 --v-max 110 --env gym:
   --eval-every 2500 --eval-episodes 5 --seed 0 --run-dir runs/invpend-d4pg
 antiphon collect --env gym:Pendulum-v1 --policy runs/pendulum-d4pg@latest \
   --policy runs/pendulum-d4pg@latest --policy random --action-noise 0.1 --action-noise 1.0 \
-  --action-noise 0 --episodes 10 --seed 100 --format npz --out tests/launch/data/pendulum-mixed.npz
+  --action-noise 0 --episodes 20 --seed 100 --format npz --out tests/launch/data/pendulum-mixed.npz
 antiphon collect --env gym:InvertedPendulum-v5 --policy runs/invpend-d4pg@latest \
   --policy runs/invpend-d4pg@latest --policy random --action-noise 0.1 --action-noise 1.0 \
   --action-noise 0 --episodes 10 --seed 100 --format npz \
