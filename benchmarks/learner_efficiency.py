@@ -1,16 +1,23 @@
-"""Learner efficiency: SGD steps/s of `D4PGLearner.step()` ÷ a bare jitted SGD step (the floor).
+"""Learner efficiency: SGD steps/s of an agent's `learner.step()` ÷ a bare jitted SGD step (the
+floor). `--agent d4pg` (default) or `--agent mpo`.
 
-A (learner): `D4PGLearner.step()` called in a loop as training does (each call runs
-`sgd_steps_per_call` = K SGD steps in one jitted lax.scan), fed by the real replay data path: a
-pre-filled Reverb table with no rate limiter -> `make_dataset_iterator` (TrajectoryDataset,
+A (learner): `D4PGLearner.step()` / `MPOLearner.step()` called in a loop as training does (each
+call runs `sgd_steps_per_call` = K SGD steps in one jitted lax.scan), fed by the real replay data
+path: a pre-filled Reverb table with no rate limiter -> `make_dataset_iterator` (TrajectoryDataset,
 tf.data batching to [K, B], DevicePrefetcher) -> `make_learner`. See `learner_common`.
-B (floor): one jitted function doing K SGD steps (lax.scan) of the same algorithm on the same
-networks and batch shape — critic loss (target policy and critic forward, online critic,
-C51 cross-entropy or MoG sample loss) and DPG policy loss (dQ/da clipped to L2 norm 1 per
-example, as `rlax.dpg_loss` does; written batched), their gradients and optax.adam updates
-— on a fixed [K, B] batch already on the device: no data movement, no target-network copies, no
-metrics, no counters, no locks.
-C (context, learner_fixed_batch): the same `D4PGLearner` fed one fixed device batch forever
+B (floor), on a fixed [K, B] batch already on the device (no data movement, no metrics beyond
+what the step itself returns, no counters, no locks, no divergence guard):
+  D4PG: one jitted function doing K SGD steps (lax.scan) of the same algorithm on the same
+  networks and batch shape — critic loss (target policy and critic forward, online critic,
+  C51 cross-entropy or MoG sample loss) and DPG policy loss (dQ/da clipped to L2 norm 1 per
+  example, as `rlax.dpg_loss` does; written batched), their gradients and optax.adam updates —
+  and no target-network copies.
+  MPO: the MPO learner's own pure `sgd_step` (`learner.sgd_step`, from
+  `MPOLearner.make_update`: critic and MPO policy losses, their gradients, clipped Adam on
+  policy, critic and duals, dual clipping, the periodic target copy inside it) run K times in
+  one jitted lax.scan from the learner's initial state; the scan's output is the state and the
+  stacked per-step metrics `sgd_step` returns (no averaging, no finiteness check).
+C (context, learner_fixed_batch): the same learner class fed one fixed device batch forever
 (itertools.repeat), which splits the gap into the learner's own extras (C ÷ B) and the data path
 (A ÷ C).
 
@@ -19,9 +26,12 @@ resulting state. The learner's input pipeline keeps buffering while the floor ru
 ~prefetch_size + tf.data prefetch batches), so each block starts with untimed lead-in calls
 (A: enough to drain those buffers, so its timed part is in steady state; B: a few, which also
 absorb the A pipeline refilling in the background), then the timed calls. Interleaved (order
-reversed every repeat), MoG and C51 critics, default config otherwise (batch 256, K = 4).
+reversed every repeat), each critic type of `--critic-types` (D4PG: MoG and C51; MPO: scalar,
+C51, MoG), default config otherwise (batch 256, K = 4). Writes learner_efficiency.json (D4PG)
+or learner_efficiency_<agent>.json.
 
     .venv/bin/python -m benchmarks.learner_efficiency
+    .venv/bin/python -m benchmarks.learner_efficiency --agent mpo
 """
 
 from __future__ import annotations
@@ -40,11 +50,33 @@ from benchmarks import common, learner_common
 
 NAME = "learner_efficiency"
 TARGET = ">= 0.6"
-CRITICS = ("mog", "c51")
+CRITICS = learner_common.CRITIC_TYPES["d4pg"]
+# Config fields recorded with each critic's figures (those the agent's config has).
+CONFIG_FIELDS = (
+    "critic_type",
+    "batch_size",
+    "sgd_steps_per_call",
+    "policy_layer_sizes",
+    "critic_layer_sizes",
+    "num_atoms",
+    "num_components",
+    "num_target_samples",
+    "num_samples",
+    "prefetch_size",
+)
+WHAT = {
+    "d4pg": "SGD steps/s: D4PGLearner.step() on the Reverb -> tf.data -> DevicePrefetcher "
+    "path ÷ a bare jitted K-step forward+backward+Adam of the same networks on a fixed "
+    "device batch",
+    "mpo": "SGD steps/s: MPOLearner.step() on the Reverb -> tf.data -> DevicePrefetcher path "
+    "÷ the MPO learner's own pure sgd_step run K times in one jitted lax.scan on a fixed "
+    "device batch",
+}
 
 
 def make_floor(networks, config, env_spec, batch: Transition, key: jax.Array):
-    """(run, state): `run(state) -> state` does K bare SGD steps on the fixed device `batch`."""
+    """D4PG's floor. (run, state): `run(state) -> state` does K bare SGD steps on the fixed
+    device `batch`."""
     policy_opt = optax.adam(config.policy_learning_rate)
     critic_opt = optax.adam(config.critic_learning_rate)
     init_key, key = jax.random.split(key)
@@ -58,7 +90,7 @@ def make_floor(networks, config, env_spec, batch: Transition, key: jax.Array):
         pp, cp, tpp, tcp, p_opt, c_opt, key = carry
         key, loss_key = jax.random.split(key)
         c_grads, _ = jax.grad(critic_loss, has_aux=True)(cp, tpp, tcp, b, loss_key)
-        p_grads = jax.grad(policy_loss)(pp, cp, b.observation)
+        p_grads, _ = jax.grad(policy_loss, has_aux=True)(pp, cp, b, None)  # deterministic
         c_updates, c_opt = critic_opt.update(c_grads, c_opt)
         p_updates, p_opt = policy_opt.update(p_grads, p_opt)
         cp = optax.apply_updates(cp, c_updates)
@@ -83,6 +115,29 @@ def make_floor(networks, config, env_spec, batch: Transition, key: jax.Array):
     return run, jax.device_put(state)
 
 
+def make_sgd_step_floor(sgd_step, initial_state, batch: Transition):
+    """The floor of a learner that exposes its pure `sgd_step(state, batch) -> (state, metrics)`
+    (MPO): (run, carry) with carry = (state, metrics); `run(carry)` does K = batch's leading
+    size steps of exactly that function in one jitted lax.scan on the fixed device `batch`, and
+    returns the new state with the stacked [K] metrics the steps returned."""
+    # The batch is an argument, not a closure constant XLA could fold into the executable.
+    scan = jax.jit(lambda state, b: jax.lax.scan(sgd_step, state, b))
+
+    def run(carry):
+        return scan(carry[0], batch)
+
+    return run, (jax.device_put(initial_state), None)
+
+
+def _floor(setup: learner_common.Learner, batch: Transition):
+    if setup.agent == "d4pg":
+        return make_floor(
+            setup.networks, setup.config, learner_common.ENV_SPEC, batch, jax.random.PRNGKey(1)
+        )
+    # The learner's own sgd_step and its state before any update (the learner has not stepped).
+    return make_sgd_step_floor(setup.learner.sgd_step, setup.learner.state, batch)
+
+
 def _timed_block(step, wait, lead_in: int, calls: int, sgd_steps_per_call: int):
     """One side of the interleaved comparison: `lead_in` untimed calls, then `calls` timed ones.
 
@@ -105,21 +160,21 @@ def _timed_block(step, wait, lead_in: int, calls: int, sgd_steps_per_call: int):
 
 def _one_critic(
     replay,
+    agent: str,
     critic_type: str,
     repeats: int,
     timed_calls: int,
     learner_lead_in: int,
     budget_seconds: float,
+    overrides: dict[str, Any],
 ) -> dict[str, Any]:
-    setup = learner_common.make_learner(replay, critic_type)
+    setup = learner_common.make_agent_learner(replay, agent, critic_type, **overrides)
     config, learner = setup.config, setup.learner
     k = config.sgd_steps_per_call
     try:
         # A fixed batch for the floor: one real [K, B] batch from the same pipeline, on device.
         batch = jax.device_put(Transition(*next(setup.prefetcher)))
-        floor_run, floor_state = make_floor(
-            setup.networks, config, learner_common.ENV_SPEC, batch, jax.random.PRNGKey(1)
-        )
+        floor_run, floor_state = _floor(setup, batch)  # before the learner's first step
         start = time.perf_counter()
         learner.step()
         learner_common.block_until_ready(learner)
@@ -127,7 +182,7 @@ def _one_critic(
         start = time.perf_counter()
         floor_state = jax.block_until_ready(floor_run(floor_state))
         compile_floor = time.perf_counter() - start
-        fixed = learning.D4PGLearner(
+        fixed = setup.builder.learner_class(
             setup.networks,
             config,
             learner_common.ENV_SPEC,
@@ -181,7 +236,7 @@ def _one_critic(
         "ratios": ratios["learner"],
         "learner_sgd_steps_per_s": result["learner_per_s"],
         "floor_sgd_steps_per_s": result["floor_per_s"],
-        # Decomposition (context): the same D4PGLearner fed a fixed device batch forever
+        # Decomposition (context): the same learner class fed a fixed device batch forever
         # (itertools.repeat) isolates the learner's own extras from the data path.
         "learner_fixed_batch_sgd_steps_per_s": result["learner_fixed_batch_per_s"],
         "learner_fixed_batch_over_floor": result["ratios_to_reference"]["learner_fixed_batch"],
@@ -193,15 +248,9 @@ def _one_critic(
             "floor": round(compile_floor, 2),
         },
         "config": {
-            "critic_type": critic_type,
-            "batch_size": config.batch_size,
-            "sgd_steps_per_call": k,
-            "policy_layer_sizes": list(config.policy_layer_sizes),
-            "critic_layer_sizes": list(config.critic_layer_sizes),
-            "num_atoms": config.num_atoms,
-            "num_components": config.num_components,
-            "num_target_samples": config.num_target_samples,
-            "prefetch_size": config.prefetch_size,
+            name: list(v) if isinstance(v, tuple) else v
+            for name in CONFIG_FIELDS
+            if (v := getattr(config, name, None)) is not None
         },
         "repeats": result["repeats"],
         "timed_sgd_steps_per_block": timed_calls * k,
@@ -216,19 +265,26 @@ def run(
     learner_lead_in: int = 8,
     num_items: int = 20_000,
     budget_seconds: float = 60.0,
+    agent: str = "d4pg",
+    critic_types: tuple[str, ...] | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
-    replay = learner_common.start_filled_replay(num_items)
+    """`overrides`: config fields set for every critic (e.g. batch_size for a quick check)."""
+    critic_types = tuple(critic_types or learner_common.CRITIC_TYPES[agent])
+    n_step = learner_common.make_config(agent, critic_types[0], **overrides).n_step
+    replay = learner_common.start_filled_replay(num_items, n_step=n_step)
     try:
         per_critic = {
-            c: _one_critic(replay, c, repeats, timed_calls, learner_lead_in, budget_seconds)
-            for c in CRITICS
+            c: _one_critic(
+                replay, agent, c, repeats, timed_calls, learner_lead_in, budget_seconds, overrides
+            )
+            for c in critic_types
         }
     finally:
         replay.stop()
     return {
-        "what": "SGD steps/s: D4PGLearner.step() on the Reverb -> tf.data -> DevicePrefetcher "
-        "path ÷ a bare jitted K-step forward+backward+Adam of the same networks on a fixed "
-        "device batch",
+        "what": WHAT[agent],
+        "agent": agent,
         "target": TARGET,
         "device": jax.devices()[0].device_kind,
         "replay_items": replay.num_items,
@@ -238,12 +294,14 @@ def run(
 
 
 def rows(figures: dict[str, Any]) -> list[list[str]]:
+    agent = figures.get("agent", "d4pg").upper()
     out = []
     for critic, f in figures["critics"].items():
         r = f["learner_efficiency"]
+        b, k = f["config"]["batch_size"], f["config"]["sgd_steps_per_call"]
         out.append(
             [
-                f"learner efficiency (D4PG {critic.upper()}, B=256, K=4, {figures['device']})",
+                f"learner efficiency ({agent} {critic.upper()}, B={b}, K={k}, {figures['device']})",
                 common.fmt_ratio(r),
                 common.fmt_spread(r),
                 TARGET,
@@ -262,9 +320,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--timed-calls", type=int, default=10, help="learner calls per block")
     parser.add_argument("--lead-in", type=int, default=8, help="untimed learner calls per block")
+    learner_common.add_agent_arguments(parser)
     args = parser.parse_args()
-    recorder = common.Recorder(NAME)
-    figures = run(args.repeats, args.timed_calls, args.lead_in)
+    critic_types, overrides = learner_common.agent_options(parser, args)
+    name = args.json_name or learner_common.result_name(NAME, args.agent)
+    recorder = common.Recorder(name)
+    figures = run(
+        args.repeats,
+        args.timed_calls,
+        args.lead_in,
+        num_items=args.num_items,
+        agent=args.agent,
+        critic_types=critic_types,
+        **overrides,
+    )
     path = common.write_json(recorder.finish(figures, rows(figures)))
     print(common.markdown_table(common.TABLE_HEADERS, rows(figures)))
     print(f"\nwrote {path}")
