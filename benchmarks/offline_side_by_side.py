@@ -47,6 +47,7 @@ OURS_OPTIONS = {
     "crr": ["--policy-learning-rate", "3e-4", "--critic-learning-rate", "3e-4"],
     "td3_bc": [],
     "bc": ["--learning-rate", "3e-4"],
+    "dime": ["--policy-learning-rate", "3e-4", "--critic-learning-rate", "3e-4"],  # no d3rlpy side
 }
 
 

@@ -30,9 +30,14 @@ _RULES: tuple[tuple[str, Any, str], ...] = (
     (
         r"^(beta|weight_clip|alpha|cwp_temperature|([a-z]+_)?init_scale|([a-z]+_)?min_scale"
         r"|samples_per_insert|reward_scale"
-        r"|normalization_epsilon|temperature|[a-z_]*epsilon[a-z_]*)$",
+        r"|normalization_epsilon|([a-z]+_)?temperature|[a-z_]*epsilon[a-z_]*)$",
         lambda v: v > 0,
         "> 0",
+    ),
+    (
+        r"^preferences$",
+        lambda v: len(v) >= 1 and all(x >= 0 for x in v) and sum(v) > 0,
+        "weights >= 0 with a positive sum",
     ),
     (
         r"^(max_gradient_norm|sigma|policy_noise|noise_clip|exploration_sigma)$",

@@ -722,3 +722,39 @@ def make_head_policy(policy_apply: Callable, head: PolicyHead, evaluation: bool)
         return (head.mode(dist) if evaluation else head.sample(dist, key)), state
 
     return policy
+
+
+def gaussian_actor_critic_networks(env_spec: EnvironmentSpec, config) -> ActorCriticNetworks:
+    """MPO's networks (acme's `make_control_networks`), also DiME's: a diagonal Gaussian policy
+    on a LayerNorm MLP (`GaussianPolicy`) and a scalar, C51 or mixture-of-Gaussians critic on a
+    LayerNorm MLP (`layer_norm_critic`), by `config.critic_type`.
+
+    config: policy_layer_sizes, policy_init_scale, policy_min_scale and the critic's fields.
+    Every critic type sees actions clipped to the box: the N sampled actions of an unbounded
+    Gaussian leave it, and the critic must not extrapolate there (acme's ClipToSpec).
+    """
+    action_dim = int(np.prod(env_spec.actions.shape))
+
+    def policy(observation):
+        return GaussianPolicy(
+            config.policy_layer_sizes,
+            action_dim,
+            init_scale=config.policy_init_scale,
+            min_scale=config.policy_min_scale,
+        )(observation)
+
+    critic = layer_norm_critic(config, clip_action=True)
+    return actor_critic_networks(policy, critic, config.critic_type)
+
+
+def make_gaussian_policy(policy_apply: Callable, evaluation: bool) -> Callable:
+    """The actor's policy(params, observation, state, key) -> (action, state) for a diagonal
+    Gaussian policy: clip(mean + std * eps, -1, 1) (behaviour) or clip(mean, -1, 1)
+    (evaluation)."""
+
+    def policy(params, observation, state, key):
+        mean, std = policy_for_one(policy_apply, params, observation)
+        action = mean if evaluation else diagonal_gaussian_sample(mean, std, key)
+        return jnp.clip(action, -1.0, 1.0), state
+
+    return policy

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from dm_env import specs
 
-from antiphon.agents import distributional
+from antiphon.agents import distributional, policy_evaluation
 from antiphon.agents import networks as shared
 from antiphon.agents.distributional import MixtureParams
 from antiphon.agents.mpo import acting, learning
@@ -91,7 +91,7 @@ def test_c51_target_is_the_projected_mixture_over_next_actions():
     networks = _fake_networks("c51", critic_apply, support)
     next_actions = jnp.array([[[-1.0]], [[1.0]]])  # [N=2, B=1, A=1]
     reward, discount = jnp.array([0.5]), jnp.array([0.5])
-    target = learning.critic_target(
+    target = policy_evaluation.critic_target(
         networks,
         MPOConfig(),
         None,
@@ -110,7 +110,7 @@ def test_c51_target_is_the_projected_mixture_over_next_actions():
     np.testing.assert_allclose(target, (each[0] + each[1]) / 2, atol=1e-6)
     # and the loss is the cross-entropy of the online critic against it
     online = jnp.log(jnp.array([[0.2, 0.5, 0.3]]))
-    loss = learning.critic_td_loss(networks, online, reward, discount, target)
+    loss = policy_evaluation.critic_td_loss(networks, online, reward, discount, target)
     expected = -(0.25 * math.log(0.2) + 0.625 * math.log(0.5) + 0.125 * math.log(0.3))
     np.testing.assert_allclose(loss, [expected], rtol=1e-5)
 
@@ -132,7 +132,7 @@ def test_mog_target_pools_samples_of_every_next_action():
     next_actions = jnp.array([[[-1.0], [0.2]], [[0.5], [0.3]], [[2.0], [-0.4]]])  # [3, B=2, 1]
     reward, discount = jnp.array([1.0, -2.0]), jnp.array([0.9, 0.0])
     config = MPOConfig(num_target_samples=num_target_samples)
-    pooled = learning.critic_target(
+    pooled = policy_evaluation.critic_target(
         networks,
         config,
         None,
@@ -150,7 +150,7 @@ def test_mog_target_pools_samples_of_every_next_action():
     online = MixtureParams(
         logits=jnp.zeros((2, 1)), locs=jnp.array([[0.0], [-2.0]]), scales=jnp.ones((2, 1))
     )
-    loss = learning.critic_td_loss(networks, online, reward, discount, pooled)
+    loss = policy_evaluation.critic_td_loss(networks, online, reward, discount, pooled)
     for b in range(2):
         y = reward[b] + discount[b] * 10.0 * np.asarray(next_actions[:, b, 0])
         nll = 0.5 * (y - online.locs[b, 0]) ** 2 + 0.5 * math.log(2 * math.pi)
@@ -169,7 +169,7 @@ def test_scalar_target_averages_target_q_over_next_actions():
     next_obs = jnp.array([[1.0], [0.0]])
     next_actions = jnp.array([[[1.0, 2.0], [0.0, 0.0]], [[-3.0, 0.0], [4.0, 1.0]]])  # [2, 2, 2]
     reward, discount = jnp.array([0.5, 1.0]), jnp.array([0.9, 0.0])
-    target = learning.critic_target(
+    target = policy_evaluation.critic_target(
         networks, MPOConfig(), None, next_obs, next_actions, reward, discount, None
     )
     # Q: example 0: 1 + 3 = 4 and 1 - 3 = -2 (mean 1); example 1: 0 and 5 (terminal).
@@ -189,7 +189,7 @@ def test_scalar_target_with_real_networks():
     next_actions = 1.5 * jax.random.normal(keys[1], (4, BATCH, ACT_DIM))  # some out of the box
     reward = jax.random.normal(keys[2], (BATCH,))
     discount = jnp.where(jnp.arange(BATCH) % 3 == 0, 0.0, 0.95)
-    target = learning.critic_target(
+    target = policy_evaluation.critic_target(
         networks, config, critic_params, next_obs, next_actions, reward, discount, None
     )
     q = jnp.stack([networks.q_value(critic_params, next_obs, a) for a in next_actions])

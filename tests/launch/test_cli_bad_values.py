@@ -68,6 +68,7 @@ RULE_BAD_VALUES = {
     "in [0, 1]": "1.5",
     "in (0, 1]": "0",
     "sizes >= 1": "256,0",
+    "weights >= 0 with a positive sum": "0.5,-0.5",
 }
 
 
@@ -79,7 +80,10 @@ def _field_bad_values(agent: str, field: dataclasses.Field, hint: typing.Any) ->
     if hint is bool:
         return [[option, "maybe"]]
     if origin is tuple:
-        return [[option, "a,b"], [option, ""], [option, RULE_BAD_VALUES["sizes >= 1"]]]
+        # A tuple field with no rule of its own (names) refuses numbers as well.
+        rule = config_checks.rule_for(field.name)
+        bad = RULE_BAD_VALUES[rule[1] if rule else "sizes >= 1"]
+        return [[option, "a,b"], [option, ""], [option, bad]]
     values = [[option, "abc"]]
     if hint is float:
         values += [[option, "nan"], [option, "inf"]]

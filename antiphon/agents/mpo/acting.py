@@ -3,8 +3,6 @@ samples the Gaussian and clips to the action box; evaluation acts with its mean 
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
 from antiphon.agents import networks as shared
 from antiphon.agents.mpo.config import MPOConfig
 from antiphon.agents.mpo.networks import MPONetworks
@@ -13,10 +11,4 @@ from antiphon.agents.mpo.networks import MPONetworks
 def make_policy(networks: MPONetworks, config: MPOConfig, evaluation: bool):
     """a = clip(mean + std * eps, -1, 1) (behaviour) or clip(mean, -1, 1) (evaluation)."""
     del config  # nothing in the policy is configured beyond its network
-
-    def policy(params, observation, state, key):
-        mean, std = shared.policy_for_one(networks.policy_apply, params, observation)
-        action = mean if evaluation else shared.diagonal_gaussian_sample(mean, std, key)
-        return jnp.clip(action, -1.0, 1.0), state
-
-    return policy
+    return shared.make_gaussian_policy(networks.policy_apply, evaluation)

@@ -1,0 +1,94 @@
+"""DiME hyperparameters (Abdolmaleki et al. 2021, "On Multi-objective Policy Optimization as a
+Tool for Reinforcement Learning"; ALGORITHMS.md §3). The paper's text could not be read; where
+its exact form is unknown the switchable family of §3.3 is built and these are the defaults:
+
+- preferences are the mixture weights alpha_k of the distilled experts (normalised to sum 1);
+- every objective with a critic keeps its own constrained E-step (KL(q_k || pi_old) <= eps_k,
+  a learned temperature): what makes DiME scale-invariant. `temperature_mode="fixed"` is the
+  KL-regularised reading (eta_k fixed, no constraint), for side-by-side runs.
+
+MPO's defaults (acme) for everything MPO has: N = 20 actions, eps 0.1, eps_mu 2.5e-3,
+eps_sigma 1e-6 per dimension, action penalty on, Adam 1e-4, clip 40, target copy every 100 steps.
+The networks are the offline agents' (256, 256) (CRR, BC, TD3+BC here), on MPO's LayerNorm torso.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+CRITIC_TYPES = ("scalar", "c51", "mog")
+# rl: an expert improved on the critic's Q (E-step); bc: the behaviour policy, whose samples are
+# the dataset actions.
+OBJECTIVES = ("rl", "bc")
+TEMPERATURE_MODES = ("learned", "fixed")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiMEConfig:
+    # --- objectives and preferences
+    objectives: tuple[str, ...] = ("rl", "bc")
+    preferences: tuple[float, ...] = (0.5, 0.5)  # alpha_k, one per objective (normalised)
+    temperature_mode: Literal["learned", "fixed"] = "learned"
+    fixed_temperature: float = 1.0  # eta with temperature_mode="fixed" (in reward units)
+    # --- policy improvement (mpo_losses)
+    epsilon: float = 0.1  # the rl objective's E-step KL bound
+    epsilon_mean: float = 2.5e-3  # M-step: KL bound on the mean (per dimension)
+    epsilon_stddev: float = 1e-6  # M-step: KL bound on the std
+    epsilon_penalty: float = 1e-3  # the action penalty's E-step bound
+    per_dim_constraining: bool = True
+    action_penalization: bool = True  # part of the rl expert (keeps its samples in the box)
+    num_samples: int = 20  # N actions from the target policy, for the E-step and the bootstrap
+    # --- critic (policy evaluation of pi on the data)
+    critic_type: Literal["scalar", "c51", "mog"] = "scalar"
+    num_atoms: int = 51
+    v_min: float = -150.0
+    v_max: float = 150.0
+    num_components: int = 5
+    init_scale: float = 1e-3
+    min_scale: float = 1e-4
+    num_target_samples: int = 128  # mog: samples per bootstrap action
+    # --- optimisation
+    # Rewards times this before learning; None: 1 / max(1, max |r| per environment step)
+    # (agents/offline.py reward_scale; DM Control data is left exactly as it is).
+    reward_scale: float | None = None
+    discount: float = 0.99
+    batch_size: int = 256
+    policy_learning_rate: float = 1e-4
+    critic_learning_rate: float = 1e-4
+    dual_learning_rate: float = 1e-2
+    max_gradient_norm: float = 40.0
+    target_update_period: int = 100
+    sgd_steps_per_call: int = 8
+    # --- networks
+    policy_layer_sizes: tuple[int, ...] = (256, 256)
+    critic_layer_sizes: tuple[int, ...] = (256, 256)
+    policy_init_scale: float = 0.7
+    policy_min_scale: float = 1e-6
+
+    def validate(self) -> None:
+        """One-line ValueErrors for impossible choices (ranges: `config_checks`)."""
+        unknown = [name for name in self.objectives if name not in OBJECTIVES]
+        if unknown or not self.objectives:
+            raise ValueError(
+                f"objectives must be names from {', '.join(OBJECTIVES)} (got "
+                f"{','.join(self.objectives) or 'none'})"
+            )
+        if len(set(self.objectives)) != len(self.objectives):
+            raise ValueError(f"objectives must not repeat (got {','.join(self.objectives)})")
+        if len(self.preferences) != len(self.objectives):
+            raise ValueError(
+                f"preferences needs one weight per objective ({len(self.objectives)}: "
+                f"{','.join(self.objectives)}), got {len(self.preferences)}"
+            )
+        if self.critic_type not in CRITIC_TYPES:
+            raise ValueError(f"critic_type must be one of {', '.join(CRITIC_TYPES)}")
+        if self.temperature_mode not in TEMPERATURE_MODES:
+            raise ValueError(f"temperature_mode must be one of {', '.join(TEMPERATURE_MODES)}")
+        if self.critic_type == "c51" and not self.v_min < self.v_max:
+            raise ValueError(f"v_min must be < v_max (got {self.v_min}, {self.v_max})")
+
+    def mixture_weights(self) -> dict[str, float]:
+        """{objective: alpha_k}, normalised to sum 1."""
+        total = sum(self.preferences)
+        return {name: w / total for name, w in zip(self.objectives, self.preferences, strict=True)}
