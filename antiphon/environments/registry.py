@@ -137,18 +137,26 @@ def validate_environment_name(name: str) -> None:
 
 
 def make_environment(
-    name: str, seed: int | None = None, action_repeat: int = 1, **kwargs: Any
+    name: str,
+    seed: int | None = None,
+    action_repeat: int = 1,
+    objectives: tuple[str, ...] | None = None,
+    **kwargs: Any,
 ) -> dm_env.Environment:
     """Builds environment `name` with the default wrappers; kwargs go to the prefix's factory.
 
     `seed` makes the environment deterministic (dmc: task_kwargs random=seed; gym: the first
     reset's seed). `action_repeat` > 1 repeats each action (see wrappers.ActionRepeatWrapper for
-    how rewards and discounts combine).
+    how rewards and discounts combine). `objectives` (e.g. ("task", "action_cost")) makes the
+    reward a vector of those objectives (wrappers.MultiObjectiveRewardWrapper), computed per
+    environment step on the canonical [-1, 1] actions, then summed over the repeat.
     """
     if int(action_repeat) != action_repeat or action_repeat < 1:
         raise ValueError(f"action_repeat must be an integer >= 1, got {action_repeat!r}")
     prefix, rest = _split(name)
     environment = _REGISTRY[prefix].factory(rest, seed=seed, **kwargs)
+    if objectives is not None:
+        environment = wrappers.MultiObjectiveRewardWrapper(environment, tuple(objectives))
     if action_repeat > 1:
         environment = wrappers.ActionRepeatWrapper(environment, int(action_repeat))
     return environment
@@ -161,15 +169,20 @@ class EnvironmentFactory:
     name: str
     action_repeat: int = 1
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    objectives: tuple[str, ...] | None = None  # make_environment's: a vector reward
 
     def __call__(self, seed: int | None) -> dm_env.Environment:
         return make_environment(
-            self.name, seed=seed, action_repeat=self.action_repeat, **self.kwargs
+            self.name,
+            seed=seed,
+            action_repeat=self.action_repeat,
+            objectives=self.objectives,
+            **self.kwargs,
         )
 
 
 def environment_factory(
-    name: str, action_repeat: int = 1, **kwargs: Any
+    name: str, action_repeat: int = 1, objectives: tuple[str, ...] | None = None, **kwargs: Any
 ) -> Callable[[int | None], dm_env.Environment]:
     """A seed -> environment callable for actors and evaluators (each builds its own copy).
 
@@ -178,7 +191,12 @@ def environment_factory(
     validate_environment_name(name)
     if int(action_repeat) != action_repeat or action_repeat < 1:
         raise ValueError(f"action_repeat must be an integer >= 1, got {action_repeat!r}")
-    return EnvironmentFactory(name=name, action_repeat=int(action_repeat), kwargs=dict(kwargs))
+    return EnvironmentFactory(
+        name=name,
+        action_repeat=int(action_repeat),
+        kwargs=dict(kwargs),
+        objectives=None if objectives is None else tuple(objectives),
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ __all__ = [
     "ActionRepeatWrapper",
     "CanonicalActionWrapper",
     "EnvironmentWrapper",
+    "MultiObjectiveRewardWrapper",
     "ObservationFlattenWrapper",
     "SinglePrecisionWrapper",
     "native_action_spec",
@@ -330,3 +331,55 @@ class ActionRepeatWrapper(EnvironmentWrapper):
         reward = np.asarray(reward, dtype=np.asarray(timestep.reward).dtype)[()]
         discount = np.asarray(discount, dtype=np.asarray(timestep.discount).dtype)[()]
         return timestep._replace(reward=reward, discount=discount)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rewards: several objectives
+
+# The named per-step reward objectives an environment can report (`MultiObjectiveRewardWrapper`).
+REWARD_OBJECTIVES = ("task", "action_cost")
+
+
+class MultiObjectiveRewardWrapper(EnvironmentWrapper):
+    """The reward as a vector of named objectives [K], in the order given:
+
+        task:        the wrapped environment's own reward
+        action_cost: -||a||^2 of the action just taken, in the action spec's units (antiphon's
+                     canonical [-1, 1] below this wrapper: between -A and 0 per step), the
+                     classic DM Control energy trade-off
+
+    The discount stays a scalar. Under `ActionRepeatWrapper` each objective is summed over the
+    repeated steps as the task reward is. FIRST timesteps keep reward None.
+    """
+
+    def __init__(self, environment: dm_env.Environment, objectives: tuple[str, ...]):
+        objectives = tuple(objectives)
+        unknown = [name for name in objectives if name not in REWARD_OBJECTIVES]
+        if not objectives or unknown or len(set(objectives)) != len(objectives):
+            raise ValueError(
+                f"objectives must be distinct names from {', '.join(REWARD_OBJECTIVES)} "
+                f"(got {','.join(objectives) or 'none'})"
+            )
+        reward_spec = environment.reward_spec()
+        if not isinstance(reward_spec, specs.Array) or reward_spec.shape != ():
+            raise ValueError(f"objectives need a scalar task reward, got {reward_spec}")
+        super().__init__(environment)
+        self._objectives = objectives
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return self._objectives
+
+    def step(self, action: Any) -> dm_env.TimeStep:
+        timestep = self._environment.step(action)
+        if timestep.reward is None:
+            return timestep
+        values = {
+            "task": float(np.asarray(timestep.reward)),
+            "action_cost": -float(np.sum(np.square(np.asarray(action, np.float64)))),
+        }
+        reward = np.array([values[name] for name in self._objectives], np.float32)
+        return timestep._replace(reward=reward)
+
+    def reward_spec(self) -> specs.Array:
+        return specs.Array((len(self._objectives),), np.float32, name="reward")

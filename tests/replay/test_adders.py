@@ -256,3 +256,35 @@ def test_episode_adder_rejects_long_episodes(make_client):
     adder.reset()
     feed(adder, episode([1, 2]))  # usable again after reset
     assert len(drain(client, "e")) == 1
+
+
+def test_n_step_returns_per_objective_with_vector_rewards(make_client):
+    """Rewards [r, -r/10] per step: each objective's n-step return is computed on its own, with
+    the one shared discount (gamma 0.9, n = 3, termination at step 4)."""
+    from dm_env import specs
+
+    from antiphon.core.types import EnvironmentSpec
+    from tests.replay import episode as scalar_episode
+
+    spec = EnvironmentSpec(
+        observations=ENV_SPEC.observations,
+        actions=ENV_SPEC.actions,
+        rewards=specs.Array((2,), np.float32, name="reward"),
+        discounts=ENV_SPEC.discounts,
+    )
+    sig = adders_lib.NStepTransitionAdder.signature(spec)
+    client = make_client(tables.queue_table("q", 1000, sig))
+    adder = adders_lib.NStepTransitionAdder(client, n_step=3, discount=G, priority_fns="q")
+    steps = scalar_episode([1, 2, 3, 4])
+    steps = [steps[0]] + [
+        ts._replace(reward=np.array([ts.reward, -ts.reward / 10], np.float32)) for ts in steps[1:]
+    ]
+    feed(adder, steps)
+    items = [Transition(*item) for item in drain(client, "q")]
+    # objective 0 is TERMINATED[3]; objective 1 is -1/10 of it; discounts as for a scalar reward
+    for item, (t, reward, discount, next_t) in zip(items, TERMINATED[3], strict=True):
+        assert item.reward.shape == (2,) and item.reward.dtype == np.float32
+        np.testing.assert_allclose(item.reward, [reward, -reward / 10], rtol=1e-6)
+        np.testing.assert_allclose(item.discount, discount, rtol=1e-6)
+        np.testing.assert_array_equal(item.observation, obs(t))
+        np.testing.assert_array_equal(item.next_observation, obs(next_t))
