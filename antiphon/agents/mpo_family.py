@@ -48,21 +48,32 @@ def sampled_q(
     observation: jax.Array,
     key: jax.Array,
     num_samples: int,
+    stacked_critics: bool = False,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """(actions [N, B, A], target mean [B, A], target std [B, A], Q [N, B]), all
     stop-gradient: N actions of the old (target) policy at each state and the target critic's
-    expected value of each, what the E-step weighs."""
+    expected value of each, what the E-step weighs. With `stacked_critics` the critic params
+    carry a leading axis of K critics (one per objective) and Q is [K, N, B]."""
     actions, mean, std = policy_evaluation.sample_policy_actions(
         networks, target_policy_params, observation, key, num_samples
     )
-    q = networks.critic_mean(
-        policy_evaluation.critic_per_action(networks, target_critic_params, observation, actions)
-    )
+
+    def q_of(critic_params):
+        return networks.critic_mean(
+            policy_evaluation.critic_per_action(networks, critic_params, observation, actions)
+        )
+
+    q = jax.vmap(q_of)(target_critic_params) if stacked_critics else q_of(target_critic_params)
     stop = jax.lax.stop_gradient
     return actions, stop(mean), stop(std), stop(q)
 
 
-def make_policy_loss(networks: shared.ActorCriticNetworks, num_samples: int, improvement_loss):
+def make_policy_loss(
+    networks: shared.ActorCriticNetworks,
+    num_samples: int,
+    improvement_loss,
+    stacked_critics: bool = False,
+):
     """policy_loss(policy_params, dual_params, target_policy_params, target_critic_params, batch,
     key) -> (loss, metrics) for `make_sgd_step`, from the algorithm's part:
 
@@ -70,7 +81,8 @@ def make_policy_loss(networks: shared.ActorCriticNetworks, num_samples: int, imp
                          actions, q, batch) -> (loss, metrics)
 
     which gets N actions of the target policy at the batch's states, the target critic's Q of
-    each (`sampled_q`, all stop-gradient) and the online policy's (mean, std) there."""
+    each (`sampled_q`, all stop-gradient; [K, N, B] with `stacked_critics`) and the online
+    policy's (mean, std) there."""
 
     def policy_loss(
         policy_params,
@@ -87,6 +99,7 @@ def make_policy_loss(networks: shared.ActorCriticNetworks, num_samples: int, imp
             batch.observation,
             key,
             num_samples,
+            stacked_critics,
         )
         online_mean, online_std = networks.policy_apply(policy_params, batch.observation)
         return improvement_loss(

@@ -12,7 +12,7 @@ _AGENTS: dict[str, str] = {
     "crr": "antiphon.agents.crr.builder:CRRBuilder",
     "bc": "antiphon.agents.bc.builder:BCBuilder",
     "td3_bc": "antiphon.agents.td3_bc.builder:TD3BCBuilder",
-    "dime": "antiphon.agents.dime.builder:DiMEBuilder",  # offline (RL + BC) so far
+    "dime": "antiphon.agents.dime.builder:DiMEBuilder",  # online; --dataset: offline RL + BC
 }
 
 

@@ -39,6 +39,24 @@ def _as_python(x: Any) -> Any:
     return jax.tree_util.tree_map(lambda v: v.item() if np.ndim(v) == 0 else v, x)
 
 
+def _episode_returns(episode_return: Any, objectives: Any) -> dict[str, Any]:
+    """{"episode_return": ...}; for a vector reward (several objectives) the first objective's
+    return is the headline "episode_return", and each one is "episode_return/<name>" (names
+    from the environment's `objectives`, else the index)."""
+    if episode_return is None:
+        return {"episode_return": 0.0}
+    if np.ndim(episode_return) != 1:
+        return {"episode_return": _as_python(episode_return)}
+    values = [float(v) for v in np.asarray(episode_return)]
+    names = list(objectives) if objectives is not None else [str(i) for i in range(len(values))]
+    if len(names) != len(values):
+        names = [str(i) for i in range(len(values))]
+    return {
+        "episode_return": values[0],
+        **{f"episode_return/{name}": v for name, v in zip(names, values, strict=True)},
+    }
+
+
 class EnvironmentLoop:
     """Acts in `environment` with `actor`; one counter increment and one log line per episode.
 
@@ -95,7 +113,7 @@ class EnvironmentLoop:
         result: dict[str, Any] = {
             "episode_length": episode_length,
             "environment_steps": environment_steps,
-            "episode_return": _as_python(episode_return) if episode_return is not None else 0.0,
+            **_episode_returns(episode_return, getattr(self._environment, "objectives", None)),
             "steps_per_second": environment_steps / max(duration, 1e-9),
         }
         for observer in self._observers:

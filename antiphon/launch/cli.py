@@ -398,6 +398,7 @@ def train(argv: list[str]) -> int:
     # Phase 1: which agent? (its config fields become options). --help without it: the basics.
     first = _Parser(add_help=False)
     first.add_argument("--agent")
+    first.add_argument("--dataset")
     known, _ = first.parse_known_args(argv)
     if known.agent is None:
         if "-h" in argv or "--help" in argv:
@@ -408,6 +409,9 @@ def train(argv: list[str]) -> int:
         builder_class = get_builder_class(known.agent)
     except UnknownAgentError as e:
         raise UsageError(str(e)) from None
+    # An agent that trains both ways (DiME) names its offline builder: --dataset picks it.
+    if known.dataset is not None and getattr(builder_class, "offline_variant", None):
+        builder_class = builder_class.offline_variant
 
     # Phase 2: everything, including the agent's config fields.
     parser = _train_parser(builder_class.config_class)
@@ -466,10 +470,19 @@ def train(argv: list[str]) -> int:
     from antiphon.core.types import make_environment_spec
     from antiphon.environments import UnknownEnvironmentError, make_environment
 
+    # A vector reward for agents with several reward objectives (DiME online).
+    objectives = None if offline else getattr(builder_class, "reward_objectives", None)
+    objectives = objectives(config) if objectives is not None else None
     try:
-        environment = make_environment(args.env, seed=args.seed, action_repeat=args.action_repeat)
+        environment = make_environment(
+            args.env, seed=args.seed, action_repeat=args.action_repeat, objectives=objectives
+        )
     except UnknownEnvironmentError as e:
         raise UsageError(str(e)) from None
+    except ValueError as e:
+        if objectives is None:
+            raise
+        raise UsageError(f"--objectives: {e}") from None
     env_spec = make_environment_spec(environment)
     from antiphon.environments.wrappers import native_action_spec
 
@@ -587,6 +600,7 @@ def train(argv: list[str]) -> int:
             replay_checkpoint=not args.no_replay_checkpoint,
             print_logs=args.print_logs,
             record_episodes=args.record_episodes,
+            objectives=objectives,
         )
         program = experiments.build_online_program(builder, experiment, env_spec)
     what = (

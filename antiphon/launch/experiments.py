@@ -83,6 +83,10 @@ class OnlineExperiment:
     # of `medium` and `expert` datasets: `antiphon collect --policy RUN_DIR@medium`).
     policy_snapshots: bool = True
 
+    # A vector reward of these objectives (environments.make_environment), e.g. ("task",
+    # "action_cost"); None: the environment's own scalar reward.
+    objectives: tuple[str, ...] | None = None
+
     # The step count that limits the run and schedules evaluations.
     step_key = "actor_steps"
 
@@ -123,7 +127,10 @@ def _make_env(experiment: OnlineExperiment | OfflineExperiment, seed: int):
     from antiphon.environments import make_environment
 
     return make_environment(
-        experiment.environment, seed=seed, action_repeat=experiment.action_repeat
+        experiment.environment,
+        seed=seed,
+        action_repeat=experiment.action_repeat,
+        objectives=getattr(experiment, "objectives", None),
     )
 
 
@@ -534,11 +541,15 @@ class EvaluatorNode:
     def evaluate(self) -> dict[str, float]:
         counts = self._counter.get_counts()
         self._actor.update(wait=True)
-        returns = []
+        returns, per_objective = [], {}
         for _ in range(self._experiment.eval_episodes):
             if self._stop.is_set():
                 break
-            returns.append(float(self._loop.run_episode()["episode_return"]))
+            episode = self._loop.run_episode()
+            returns.append(float(episode["episode_return"]))
+            for key, value in episode.items():
+                if key.startswith("episode_return/"):
+                    per_objective.setdefault(key.split("/", 1)[1], []).append(float(value))
         # A non-finite episode return (NaN rewards or observations from the environment) makes
         # the whole evaluation non-finite: reported as such, never averaged into the curve.
         finite = bool(np.all(np.isfinite(returns)))
@@ -549,6 +560,8 @@ class EvaluatorNode:
             "eval_return_std": float(np.std(returns)) if returns and finite else float("nan"),
             "eval_episodes": len(returns),
             "eval_nonfinite_episodes": int(np.sum(~np.isfinite(returns))) if returns else 0,
+            # With several objectives: each one's mean return (the headline is the first's).
+            **{f"eval_return_mean/{name}": float(np.mean(v)) for name, v in per_objective.items()},
             "wall_seconds": time.time() - self._start,
         }
         if returns:

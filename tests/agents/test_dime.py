@@ -14,7 +14,7 @@ from dm_env import specs
 
 from antiphon.agents import mpo_family, mpo_losses
 from antiphon.agents.dime import learning
-from antiphon.agents.dime.config import DiMEConfig
+from antiphon.agents.dime.config import DiMEOfflineConfig
 from antiphon.agents.dime.networks import make_networks
 from antiphon.agents.mpo import learning as mpo_learning
 from antiphon.agents.mpo.config import MPOConfig
@@ -175,7 +175,7 @@ def test_learned_temperatures_get_only_their_own_dual_gradient():
 @pytest.mark.parametrize("action_penalization", [True, False])
 def test_rl_objective_alone_is_exactly_mpos_policy_loss(action_penalization):
     common = dict(SMALL, critic_type="scalar", action_penalization=action_penalization)
-    dime_config = DiMEConfig(objectives=("rl",), preferences=(1.0,), **common)
+    dime_config = DiMEOfflineConfig(objectives=("rl",), preferences=(1.0,), **common)
     mpo_config = MPOConfig(**common)
     networks, state = _perturbed_state(dime_config, jax.random.PRNGKey(1))
     batch, key = _batch(jax.random.PRNGKey(2)), jax.random.PRNGKey(3)
@@ -201,7 +201,7 @@ def test_rl_objective_alone_is_exactly_mpos_policy_loss(action_penalization):
 
 
 def test_bc_expert_is_exactly_the_dataset_action_with_its_preference():
-    config = DiMEConfig(preferences=(0.25, 0.75), **SMALL)
+    config = DiMEOfflineConfig(preferences=(0.25, 0.75), **SMALL)
     batch = _batch(jax.random.PRNGKey(4))
     networks, state = _perturbed_state(config, jax.random.PRNGKey(5))
     actions, _, _, q = mpo_family.sampled_q(
@@ -221,7 +221,7 @@ def test_bc_expert_is_exactly_the_dataset_action_with_its_preference():
     # the rl side: 0.25 x (its E-step weights + the action penalty's), each summing to 1
     np.testing.assert_allclose(jnp.sum(mixture.weights[:n], axis=0), 0.25 * 2, rtol=1e-5)
 
-    bc_only = DiMEConfig(objectives=("bc",), preferences=(1.0,), **SMALL)
+    bc_only = DiMEOfflineConfig(objectives=("bc",), preferences=(1.0,), **SMALL)
     mixture = learning.experts(bc_only, state.dual_params, actions, q, batch.action)
     np.testing.assert_array_equal(mixture.actions, batch.action[None])
     np.testing.assert_array_equal(mixture.weights, 1.0)
@@ -230,7 +230,7 @@ def test_bc_expert_is_exactly_the_dataset_action_with_its_preference():
 
 def test_bc_only_policy_loss_is_the_decoupled_likelihood_of_the_data():
     """objectives ("bc",): L_pi = -mean log N(a; mu, s_old) - mean log N(a; mu_old, s), by hand."""
-    config = DiMEConfig(objectives=("bc",), preferences=(1.0,), **SMALL)
+    config = DiMEOfflineConfig(objectives=("bc",), preferences=(1.0,), **SMALL)
     networks, state = _perturbed_state(config, jax.random.PRNGKey(9))
     batch = _batch(jax.random.PRNGKey(10))
     _, policy_loss = learning.make_losses(networks, config)
@@ -271,17 +271,17 @@ def test_bc_only_policy_loss_is_the_decoupled_likelihood_of_the_data():
 )
 def test_bad_configs_are_refused_in_one_line(fields, message):
     with pytest.raises(ValueError, match=message):
-        DiMEConfig(**fields).validate()
+        DiMEOfflineConfig(**fields).validate()
 
 
 def test_mixture_weights_are_normalised():
-    assert DiMEConfig(preferences=(1.0, 3.0)).mixture_weights() == {"rl": 0.25, "bc": 0.75}
+    assert DiMEOfflineConfig(preferences=(1.0, 3.0)).mixture_weights() == {"rl": 0.25, "bc": 0.75}
 
 
 def test_offline_steps_move_the_policy_towards_the_data_and_keep_the_trust_region():
     """Twenty SGD steps of BC-weighted DiME on a dataset whose action is a fixed function of the
     observation: the data's log-likelihood rises, the duals stay positive and finite."""
-    config = DiMEConfig(preferences=(0.2, 0.8), **SMALL)
+    config = DiMEOfflineConfig(preferences=(0.2, 0.8), **SMALL)
     networks = make_networks(ENV_SPEC, config)
     keys = jax.random.split(jax.random.PRNGKey(12), 3)
     obs = jax.random.normal(keys[0], (256, OBS_DIM))
@@ -303,3 +303,85 @@ def test_offline_steps_move_the_policy_towards_the_data_and_keep_the_trust_regio
     for leaf in jax.tree_util.tree_leaves(state.dual_params):
         assert np.all(np.isfinite(leaf))
     assert np.isfinite(float(metrics["critic_loss"]))
+
+
+# ------------------------------------------------------------------------------------------------
+# Online: one critic per reward objective
+
+
+def _online(**fields):
+    from antiphon.agents.dime.config import DiMEConfig
+
+    return DiMEConfig(**{**SMALL, "critic_type": "scalar", **fields})
+
+
+def _vector_batch(key, k: int) -> Transition:
+    batch = _batch(key)
+    rewards = jnp.stack([batch.reward * (10.0**i) for i in range(k)], axis=-1)  # [B, K]
+    return batch._replace(reward=rewards)
+
+
+def test_each_stacked_critic_learns_from_its_own_reward_column():
+    config = _online(objectives=("task", "action_cost"), preferences=(0.5, 0.5))
+    networks = make_networks(ENV_SPEC, config)
+    assert networks.num_critics == 2
+    state, _ = mpo_family.init_training_state(networks, config, ENV_SPEC, jax.random.PRNGKey(0))
+    leaves = jax.tree_util.tree_leaves(state.critic_params)
+    assert all(leaf.shape[0] == 2 for leaf in leaves)
+    assert any(not np.allclose(x[0], x[1]) for x in leaves)  # initialised independently
+    batch, key = _vector_batch(jax.random.PRNGKey(1), 2), jax.random.PRNGKey(2)
+    stacked = learning.make_stacked_critic_loss(networks, config, config.objectives)
+    total, metrics = stacked(
+        state.critic_params, state.target_policy_params, state.target_critic_params, batch, key
+    )
+    from antiphon.agents import policy_evaluation
+
+    single = policy_evaluation.make_critic_loss(networks, config)
+    expected = []
+    for k in range(2):
+        pick = jax.tree_util.tree_map(lambda x, k=k: x[k], state.critic_params)
+        target = jax.tree_util.tree_map(lambda x, k=k: x[k], state.target_critic_params)
+        loss, _ = single(
+            pick, state.target_policy_params, target, batch._replace(reward=batch.reward[:, k]), key
+        )
+        expected.append(float(loss))
+    np.testing.assert_allclose(metrics["critic_loss/task"], expected[0], rtol=1e-5)
+    np.testing.assert_allclose(metrics["critic_loss/action_cost"], expected[1], rtol=1e-5)
+    np.testing.assert_allclose(total, sum(expected), rtol=1e-5)
+    assert expected[1] > 10 * expected[0]  # the second column is 10x the first
+
+
+@pytest.mark.parametrize("action_penalization", [True, False])
+def test_online_with_one_objective_is_exactly_mpos_policy_loss(action_penalization):
+    common = dict(SMALL, critic_type="scalar", action_penalization=action_penalization)
+    config = _online(objectives=("task",), preferences=(1.0,), **common)
+    mpo_config = MPOConfig(**common)
+    networks = make_networks(ENV_SPEC, config)
+    # one unstacked critic (the offline config's networks are the same architecture)
+    _, state = _perturbed_state(DiMEOfflineConfig(**common), jax.random.PRNGKey(1))
+    batch, key = _batch(jax.random.PRNGKey(2)), jax.random.PRNGKey(3)
+    stacked = jax.tree_util.tree_map(lambda x: x[None], state.target_critic_params)
+    _, dime_policy_loss = learning.make_online_losses(networks, config)
+    _, mpo_policy_loss = mpo_learning.make_losses(networks, mpo_config)
+    head = (state.policy_params, state.dual_params, state.target_policy_params)
+    dime_loss, dime_metrics = dime_policy_loss(*head, stacked, batch, key)
+    mpo_loss, mpo_metrics = mpo_policy_loss(*head, state.target_critic_params, batch, key)
+    np.testing.assert_allclose(dime_loss, mpo_loss, rtol=1e-6)
+    for name in ("temperature", "kl_q_rel", "kl_mean_rel", "loss_policy"):
+        np.testing.assert_allclose(dime_metrics[name], mpo_metrics[name], rtol=1e-6)
+
+
+def test_online_sgd_steps_run_for_every_combination():
+    for combination in ("dime", "mompo", "linear"):
+        config = _online(
+            objectives=("task", "action_cost"), preferences=(0.7, 0.3), combination=combination
+        )
+        networks = make_networks(ENV_SPEC, config)
+        sgd_step, state = learning.DiMELearner.make_update(
+            networks, config, ENV_SPEC, jax.random.PRNGKey(0)
+        )
+        state, metrics = jax.jit(sgd_step)(state, _vector_batch(jax.random.PRNGKey(1), 2))
+        assert int(state.steps) == 1
+        assert np.isfinite(float(metrics["policy_loss"])), combination
+        assert "q_mean/action_cost" in metrics and "sampled_q_mean/task" in metrics
+        assert ("temperature/linear" in metrics) == (combination == "linear")

@@ -69,6 +69,7 @@ RULE_BAD_VALUES = {
     "in (0, 1]": "0",
     "sizes >= 1": "256,0",
     "weights >= 0 with a positive sum": "0.5,-0.5",
+    "> 0 each": "0.1,0",
 }
 
 

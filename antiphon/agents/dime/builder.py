@@ -1,17 +1,34 @@
-"""DiME builder (offline, RL + BC): MPO's networks and step with DiME's mixture of experts, on
-the offline program (the dataset in device memory, batches drawn in the jitted step)."""
+"""DiME builders. Online (`--env`): MPO's n-step transition replay, adder and dataset
+(`builders.NStepTransitionBuilder`) with vector rewards of `config.objectives` and one critic
+per objective. Offline (`--dataset`, RL + BC): MPO's networks and step on the offline program
+(the dataset in device memory, batches drawn in the jitted step)."""
 
 from __future__ import annotations
 
-from antiphon.agents.builders import OfflineBuilder
+from antiphon.agents.builders import NStepTransitionBuilder, OfflineBuilder
 from antiphon.agents.dime import acting, learning
 from antiphon.agents.dime import networks as dime_networks
-from antiphon.agents.dime.config import DiMEConfig
+from antiphon.agents.dime.config import DiMEConfig, DiMEOfflineConfig
 
 
-class DiMEBuilder(OfflineBuilder):
+class DiMEOfflineBuilder(OfflineBuilder):
+    name = "dime"
+    config_class = DiMEOfflineConfig
+    networks_module = dime_networks
+    learning_module = learning
+    acting_module = acting
+
+
+class DiMEBuilder(NStepTransitionBuilder):
     name = "dime"
     config_class = DiMEConfig
     networks_module = dime_networks
     learning_module = learning
     acting_module = acting
+    learner_class = learning.DiMELearner
+    offline_variant = DiMEOfflineBuilder  # what `antiphon train --agent dime --dataset` builds
+
+    @staticmethod
+    def reward_objectives(config: DiMEConfig) -> tuple[str, ...]:
+        """The environment's vector reward (environments.make_environment(objectives=...))."""
+        return tuple(config.objectives)

@@ -18,14 +18,17 @@ import dataclasses
 from typing import Literal
 
 CRITIC_TYPES = ("scalar", "c51", "mog")
-# rl: an expert improved on the critic's Q (E-step); bc: the behaviour policy, whose samples are
-# the dataset actions.
-OBJECTIVES = ("rl", "bc")
+# Offline: rl, an expert improved on the critic's Q of the dataset's reward (E-step); bc, the
+# behaviour policy, whose samples are the dataset actions.
+OFFLINE_OBJECTIVES = ("rl", "bc")
 TEMPERATURE_MODES = ("learned", "fixed")
+COMBINATIONS = ("dime", "mompo", "linear")
 
 
 @dataclasses.dataclass(frozen=True)
-class DiMEConfig:
+class DiMEOfflineConfig:
+    """`antiphon train --agent dime --dataset PATH`: objectives rl and bc."""
+
     # --- objectives and preferences
     objectives: tuple[str, ...] = ("rl", "bc")
     preferences: tuple[float, ...] = (0.5, 0.5)  # alpha_k, one per objective (normalised)
@@ -66,12 +69,16 @@ class DiMEConfig:
     policy_init_scale: float = 0.7
     policy_min_scale: float = 1e-6
 
+    # The objective names this mode accepts (None: any; the environment checks reward names).
+    known_objectives = OFFLINE_OBJECTIVES
+
     def validate(self) -> None:
         """One-line ValueErrors for impossible choices (ranges: `config_checks`)."""
-        unknown = [name for name in self.objectives if name not in OBJECTIVES]
+        known = self.known_objectives
+        unknown = [name for name in self.objectives if known and name not in known]
         if unknown or not self.objectives:
             raise ValueError(
-                f"objectives must be names from {', '.join(OBJECTIVES)} (got "
+                f"objectives must be names from {', '.join(known)} (got "
                 f"{','.join(self.objectives) or 'none'})"
             )
         if len(set(self.objectives)) != len(self.objectives):
@@ -88,7 +95,56 @@ class DiMEConfig:
         if self.critic_type == "c51" and not self.v_min < self.v_max:
             raise ValueError(f"v_min must be < v_max (got {self.v_min}, {self.v_max})")
 
+    def num_stacked_critics(self) -> int:
+        """Offline: one critic (the dataset's reward), unstacked."""
+        return 0
+
     def mixture_weights(self) -> dict[str, float]:
         """{objective: alpha_k}, normalised to sum 1."""
         total = sum(self.preferences)
         return {name: w / total for name, w in zip(self.objectives, self.preferences, strict=True)}
+
+
+@dataclasses.dataclass(frozen=True)
+class DiMEConfig(DiMEOfflineConfig):
+    """`antiphon train --agent dime --env ENV`: one critic per reward objective of the
+    environment's vector reward (`--objectives task,action_cost`), MPO's online defaults."""
+
+    objectives: tuple[str, ...] = ("task",)  # reward names (environments.REWARD_OBJECTIVES)
+    preferences: tuple[float, ...] = (1.0,)
+    # dime: sum_k alpha_k q_k (own eta_k each); mompo: sum_k q_k, preferences only through
+    # `epsilons`; linear: one expert on sum_k alpha_k Q_k (ALGORITHMS.md §3.3).
+    combination: Literal["dime", "mompo", "linear"] = "dime"
+    # eps_k per objective (empty: `epsilon` for every one); mompo's preferences.
+    epsilons: tuple[float, ...] = ()
+    critic_type: Literal["scalar", "c51", "mog"] = "mog"
+    n_step: int = 5
+    sgd_steps_per_call: int = 4
+    policy_layer_sizes: tuple[int, ...] = (256, 256, 256)
+    critic_layer_sizes: tuple[int, ...] = (512, 512, 256)
+    variable_update_period: int = 25
+    samples_per_insert: float = 32.0
+    min_replay_size: int = 1000
+    max_replay_size: int = 1_000_000
+    prefetch_size: int = 4
+
+    known_objectives = None  # the environment refuses names it does not know
+
+    def validate(self) -> None:
+        super().validate()
+        if self.combination not in COMBINATIONS:
+            raise ValueError(f"combination must be one of {', '.join(COMBINATIONS)}")
+        if self.epsilons and len(self.epsilons) != len(self.objectives):
+            raise ValueError(
+                f"epsilons needs one bound per objective ({len(self.objectives)}), "
+                f"got {len(self.epsilons)}"
+            )
+        if self.max_replay_size < self.min_replay_size:
+            raise ValueError("max_replay_size must be >= min_replay_size")
+
+    def num_stacked_critics(self) -> int:
+        """Online: one critic per reward objective, stacked."""
+        return len(self.objectives)
+
+    def objective_epsilons(self) -> tuple[float, ...]:
+        return self.epsilons or (self.epsilon,) * len(self.objectives)

@@ -34,8 +34,9 @@ import jax
 import jax.numpy as jnp
 
 from antiphon.agents import actor_critic, mpo_family, mpo_losses, offline, policy_evaluation
-from antiphon.agents.dime.config import DiMEConfig
+from antiphon.agents.dime.config import DiMEOfflineConfig
 from antiphon.agents.dime.networks import DiMENetworks
+from antiphon.agents.learners import ConfiguredOnlineLearner
 from antiphon.core.types import EnvironmentSpec, Transition
 
 TrainingState = mpo_family.TrainingState
@@ -99,7 +100,7 @@ class Experts(NamedTuple):
 
 
 def experts(
-    config: DiMEConfig,
+    config: DiMEOfflineConfig,
     dual_params: mpo_losses.DualParams,
     sampled_actions: jax.Array,
     q_values: jax.Array,
@@ -159,7 +160,9 @@ def experts(
 
 
 def make_losses(
-    networks: DiMENetworks, config: DiMEConfig, value_bounds: tuple[float, float] | None = None
+    networks: DiMENetworks,
+    config: DiMEOfflineConfig,
+    value_bounds: tuple[float, float] | None = None,
 ):
     """critic_loss (MPO's, `policy_evaluation.make_critic_loss`) and
     policy_loss(policy_params, dual_params, target_policy_params, target_critic_params, batch,
@@ -202,7 +205,7 @@ def make_losses(
 
 def make_update(
     networks: DiMENetworks,
-    config: DiMEConfig,
+    config: DiMEOfflineConfig,
     env_spec: EnvironmentSpec,
     data: Transition,
     key,
@@ -220,3 +223,111 @@ def make_update(
 
 
 variables = actor_critic.variables
+
+
+# ------------------------------------------------------------------------------------------------
+# Online: K reward objectives, one critic each
+
+
+def make_stacked_critic_loss(networks: DiMENetworks, config, names: tuple[str, ...]):
+    """critic_loss over K critics stacked on the params' leading axis, critic k trained on
+    reward column k of the n-step transitions (reward [B, K], one shared discount) with the
+    same sampled next actions' key: sum_k L_c(k) (`policy_evaluation.make_critic_loss`).
+    Metrics: q_mean (the first objective's) and q_mean/<name> for each."""
+    single = policy_evaluation.make_critic_loss(networks, config)
+    reward_column = Transition(None, None, 1, None, None)
+    per_critic = jax.vmap(single, in_axes=(0, None, 0, reward_column, None))
+
+    def critic_loss(critic_params, target_policy_params, target_critic_params, batch, key):
+        losses, metrics = per_critic(
+            critic_params, target_policy_params, target_critic_params, batch, key
+        )
+        out = {"q_mean": metrics["q_mean"][0]}
+        out.update({f"q_mean/{name}": metrics["q_mean"][k] for k, name in enumerate(names)})
+        out.update({f"critic_loss/{name}": losses[k] for k, name in enumerate(names)})
+        return jnp.sum(losses), out
+
+    return critic_loss
+
+
+def make_online_losses(networks: DiMENetworks, config):
+    """(critic_loss, policy_loss) of online DiME with `config.objectives` reward objectives:
+
+    E-step: `improve(Q [K, N, B], eta [K], eps_k, alpha, combination)`, plus MPO's action
+            penalty expert over the same samples (weight 1, so K = 1 is exactly MPO)
+    M-step: MPO's decoupled trust-region M-step on the combined weights
+    """
+    names = tuple(config.objectives)
+    critic_loss = make_stacked_critic_loss(networks, config, names)
+    total = sum(config.preferences)
+    preferences = jnp.asarray([p / total for p in config.preferences], jnp.float32)
+    epsilons = jnp.asarray(config.objective_epsilons(), jnp.float32)
+    learned = config.temperature_mode == "learned"
+
+    def improvement_loss(
+        dual_params, online_mean, online_std, target_mean, target_std, actions, q, batch
+    ):
+        del batch
+        if learned:
+            temperature = mpo_losses.dual_value(dual_params.log_temperature)
+        else:
+            temperature = jnp.full((len(names),), config.fixed_temperature, jnp.float32)
+        improved = improve(q, temperature, epsilons, preferences, config.combination, learned)
+        weights, loss_temperature = improved.weights, improved.loss_temperature
+        metrics = {}
+        if config.action_penalization:
+            penalty_temperature = mpo_losses.dual_value(dual_params.log_penalty_temperature)
+            penalty = mpo_losses.e_step(
+                mpo_losses.action_penalty_q(actions), penalty_temperature, config.epsilon_penalty
+            )
+            weights = weights + penalty.weights[0]
+            loss_temperature = loss_temperature + penalty.loss_temperature
+            metrics.update(
+                penalty_temperature=penalty_temperature[0], penalty_kl_q_rel=penalty.kl_q_rel[0]
+            )
+        loss_m, m_metrics = mpo_losses.m_step(
+            online_mean,
+            online_std,
+            target_mean,
+            target_std,
+            actions,
+            weights,
+            mpo_losses.dual_value(dual_params.log_alpha_mean),
+            mpo_losses.dual_value(dual_params.log_alpha_stddev),
+            epsilon_mean=config.epsilon_mean,
+            epsilon_stddev=config.epsilon_stddev,
+            per_dim_constraining=config.per_dim_constraining,
+        )
+        metrics.update(m_metrics)
+        kl_names = names if config.combination != "linear" else ("linear",)
+        for k, name in enumerate(kl_names):
+            metrics[f"kl_q_rel/{name}"] = improved.kl_q_rel[k]
+            metrics[f"temperature/{name}"] = temperature[k]
+        metrics["kl_q_rel"] = improved.kl_q_rel[0]
+        metrics["temperature"] = temperature[0]
+        for k, name in enumerate(names):
+            metrics[f"sampled_q_mean/{name}"] = jnp.mean(q[k])
+        metrics["loss_temperature"] = jax.lax.stop_gradient(loss_temperature)
+        return loss_m + loss_temperature, metrics
+
+    policy_loss = mpo_family.make_policy_loss(
+        networks, config.num_samples, improvement_loss, stacked_critics=True
+    )
+    return critic_loss, policy_loss
+
+
+class DiMELearner(ConfiguredOnlineLearner):
+    """Online DiME: [K, B, ...] batches of n-step transitions with vector rewards, K SGD steps
+    per call (`learners.ConfiguredOnlineLearner`, with the divergence guard)."""
+
+    @staticmethod
+    def make_update(networks, config, env_spec, key, value_bounds=None):
+        del value_bounds  # the reward range of a vector reward is per objective: not reported
+        state, optimizers_ = mpo_family.init_training_state(
+            networks, config, env_spec, key, num_objectives=len(config.objectives)
+        )
+        critic_loss, policy_loss = make_online_losses(networks, config)
+        sgd_step = mpo_family.make_sgd_step(
+            critic_loss, policy_loss, optimizers_, config.target_update_period
+        )
+        return sgd_step, state
