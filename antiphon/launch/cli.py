@@ -767,12 +767,26 @@ def plot(argv: list[str]) -> int:
     p = _Parser(prog="antiphon plot", description="Plot learning curves of run directories.")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", default=None, help="PNG path (default RUN_DIR/plots/returns.png)")
+    p.add_argument(
+        "--pareto",
+        action="store_true",
+        help="multi-objective runs (--objectives a,b): their objectives' returns against each "
+        "other, one front per combination (default out: pareto.png beside the first run)",
+    )
+    p.add_argument("--last", type=int, default=3, help="--pareto: evaluations averaged per run")
     args = p.parse_args(argv)
     for run_dir in args.run_dirs:
         if not os.path.isdir(run_dir):
             raise UsageError(f"no such run directory: {run_dir}")
+    if args.last < 1:
+        raise UsageError(f"--last must be >= 1 (got {args.last})")
     try:
-        path = plot_run(args.run_dirs, args.out)
+        if args.pareto:
+            from antiphon.launch.plotting import plot_pareto
+
+            path = plot_pareto(args.run_dirs, args.out, args.last)
+        else:
+            path = plot_run(args.run_dirs, args.out)
     except ValueError as e:
         raise UsageError(str(e)) from None
     print(path)

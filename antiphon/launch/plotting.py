@@ -146,3 +146,118 @@ def plot_run(run_dirs: list[str], out_path: str | None = None) -> str:
     fig.savefig(out_path, dpi=110)
     plt.close(fig)
     return out_path
+
+
+# ------------------------------------------------------------------------------------------------
+# Pareto fronts of multi-objective runs
+
+
+def pareto_points(run_dirs: list[str], last: int = 3) -> tuple[list[str], list[dict]]:
+    """(objective names, one point per run): each run's per-objective evaluation returns
+    (`eval_return_mean/<name>` in logs/evaluator.csv), averaged over its last `last`
+    evaluations, with its label (combination and preferences from config.json) and seed.
+
+    Raises ValueError (one line) for a run without several objectives, or runs whose objectives
+    differ."""
+    names: list[str] | None = None
+    points = []
+    for run_dir in run_dirs:
+        path = os.path.join(run_dir, "logs", "evaluator.csv")
+        if not os.path.exists(path):
+            raise ValueError(f"{run_dir}: no logs/evaluator.csv")
+        rows = [r for r in _read_csv(path) if r.get("eval_return_mean") not in (None, "")]
+        prefix = "eval_return_mean/"
+        run_names = [
+            key[len(prefix) :] for key in (rows[0] if rows else {}) if key.startswith(prefix)
+        ]
+        if len(run_names) < 2:
+            raise ValueError(
+                f"{run_dir}: not a multi-objective run (no eval_return_mean/<objective> columns; "
+                "train with --objectives a,b)"
+            )
+        if names is not None and run_names != names:
+            raise ValueError(f"{run_dir}: objectives {run_names} differ from {names}")
+        names = run_names
+        config = {}
+        config_path = os.path.join(run_dir, "config.json")
+        if os.path.exists(config_path):
+            with open(config_path) as f:
+                config = json.load(f)
+        agent_config = config.get("config", {})
+        preferences = agent_config.get("preferences", [])
+        label = f"{agent_config.get('combination', config.get('agent', '?'))} " + ",".join(
+            f"{p:g}" for p in preferences
+        )
+        tail = rows[-last:]
+        points.append(
+            {
+                "run_dir": run_dir,
+                "label": label.strip(),
+                "combination": agent_config.get("combination", config.get("agent", "?")),
+                "seed": config.get("seed"),
+                "returns": [float(sum(_column(tail, prefix + n)) / len(tail)) for n in names],
+            }
+        )
+    if names is None:
+        raise ValueError("no run directories given")
+    return names, points
+
+
+def plot_pareto(run_dirs: list[str], out_path: str | None = None, last: int = 3) -> str:
+    """Objective returns of several runs against each other (first two objectives): one small
+    marker per run, and per label (combination + preferences) the mean over its seeds with the
+    seeds' range, so a preference sweep shows as a front per combination. Returns the PNG
+    path (default: pareto.png beside the first run directory)."""
+    names, points = pareto_points(run_dirs, last)
+    groups: dict[str, list[dict]] = {}
+    for point in points:
+        groups.setdefault(point["label"], []).append(point)
+    combinations = sorted({p["combination"] for p in points})
+    colours = {c: f"C{i}" for i, c in enumerate(combinations)}
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for combination in combinations:
+        front = []
+        for label, members in groups.items():
+            if members[0]["combination"] != combination:
+                continue
+            xs = [m["returns"][0] for m in members]
+            ys = [m["returns"][1] for m in members]
+            ax.scatter(xs, ys, s=10, alpha=0.4, color=colours[combination])
+            mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+            ax.errorbar(
+                mx,
+                my,
+                xerr=[[mx - min(xs)], [max(xs) - mx]],
+                yerr=[[my - min(ys)], [max(ys) - my]],
+                fmt="o",
+                color=colours[combination],
+                capsize=2,
+            )
+            ax.annotate(
+                label.split(" ", 1)[-1],
+                (mx, my),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+            front.append((mx, my))
+        front.sort()
+        ax.plot(
+            [x for x, _ in front],
+            [y for _, y in front],
+            color=colours[combination],
+            alpha=0.6,
+            label=f"{combination} ({len(front)} settings)",
+        )
+    ax.set_xlabel(f"return: {names[0]}")
+    ax.set_ylabel(f"return: {names[1]}")
+    ax.set_title(f"mean of the last {last} evaluations per run; bars: range over seeds", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if out_path is None:
+        out_path = os.path.join(os.path.dirname(os.path.normpath(run_dirs[0])) or ".", "pareto.png")
+    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return out_path

@@ -36,6 +36,9 @@ def test_online_run_logs_every_objective(tmp_path):
     with open(run / "config.json") as f:
         config = json.load(f)
     assert config["config"]["objectives"] == ["task", "action_cost"]
+    out = tmp_path / "pareto.png"
+    assert cli.main(["plot", "--pareto", str(run), "--out", str(out)]) == 0
+    assert out.exists()
 
 
 def test_offline_run_from_a_dataset_under_the_same_name(tmp_path):
