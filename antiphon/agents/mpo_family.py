@@ -78,7 +78,7 @@ def make_policy_loss(
     key) -> (loss, metrics) for `make_sgd_step`, from the algorithm's part:
 
         improvement_loss(dual_params, online_mean, online_std, target_mean, target_std,
-                         actions, q, batch) -> (loss, metrics)
+                         actions, q, batch, key) -> (loss, metrics)
 
     which gets N actions of the target policy at the batch's states, the target critic's Q of
     each (`sampled_q`, all stop-gradient; [K, N, B] with `stacked_critics`) and the online
@@ -92,18 +92,27 @@ def make_policy_loss(
         batch: Transition,
         key,
     ):
+        sample_key, improvement_key = jax.random.split(key)
         actions, target_mean, target_std, q = sampled_q(
             networks,
             target_policy_params,
             target_critic_params,
             batch.observation,
-            key,
+            sample_key,
             num_samples,
             stacked_critics,
         )
         online_mean, online_std = networks.policy_apply(policy_params, batch.observation)
         return improvement_loss(
-            dual_params, online_mean, online_std, target_mean, target_std, actions, q, batch
+            dual_params,
+            online_mean,
+            online_std,
+            target_mean,
+            target_std,
+            actions,
+            q,
+            batch,
+            improvement_key,
         )
 
     return policy_loss

@@ -495,6 +495,15 @@ def train(argv: list[str]) -> int:
         check_environment(builder_class, env_spec, args.env)
     except IncompatibleEnvironmentError as e:
         raise UsageError(str(e)) from None
+    # What only the agent can check against the environment (DiME: its teacher's snapshot).
+    fit = getattr(builder_class, "check_environment_fit", None)
+    if fit is not None:
+        from antiphon.agents.snapshots import SnapshotError
+
+        try:
+            fit(config, env_spec)
+        except SnapshotError as e:
+            raise UsageError(f"--teacher: {e}") from None
     dataset_info = None
     if offline:
         from antiphon.environments.datasets import DatasetError, prepare_for_specs
@@ -932,7 +941,7 @@ def collect(argv: list[str]) -> int:
                         behaviour_policy=args.behaviour_policy,
                     )
                 }
-        except (collecting.CollectError, DatasetError) as e:
+        except (collecting.SnapshotError, DatasetError) as e:
             raise UsageError(str(e)) from None
     for name, dataset in datasets.items():
         path = outputs[name]

@@ -28,9 +28,6 @@ exploration noise), still plus `action_noise`.
 
 from __future__ import annotations
 
-import dataclasses
-import glob
-import json
 import os
 import time
 from collections.abc import Callable
@@ -38,6 +35,15 @@ from typing import Any
 
 import numpy as np
 
+from antiphon.agents.snapshots import (  # noqa: F401 - collect's own names, as before
+    Snapshot,
+    SnapshotError,
+    config_from_record,
+    list_snapshots,
+    restore_snapshot,
+    run_record,
+    select_snapshot,
+)
 from antiphon.environments.datasets.core import (
     Dataset,
     DatasetError,
@@ -48,106 +54,8 @@ from antiphon.environments.datasets.core import (
 RECIPE = ("random", "medium", "medium-replay", "expert", "medium-expert")
 
 
-class CollectError(ValueError):
+class CollectError(SnapshotError):
     """Bad collect input; one line."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Snapshot:
-    path: str  # the .msgpack file
-    steps: int
-    eval_return: float
-
-
-def list_snapshots(run_dir: str) -> list[Snapshot]:
-    snapshots = []
-    for meta_path in sorted(glob.glob(os.path.join(run_dir, "snapshots", "policy-*.json"))):
-        with open(meta_path) as f:
-            meta = json.load(f)
-        steps = int(os.path.basename(meta_path)[len("policy-") : -len(".json")])
-        params_path = meta_path[: -len(".json")] + ".msgpack"
-        if os.path.exists(params_path):
-            snapshots.append(Snapshot(params_path, steps, float(meta["eval_return_mean"])))
-    return sorted(snapshots, key=lambda s: s.steps)
-
-
-def select_snapshot(run_dir: str, which: str = "expert") -> Snapshot:
-    snapshots = list_snapshots(run_dir)
-    if not snapshots:
-        raise CollectError(f"{run_dir}: no policy snapshots (snapshots/policy-*.json)")
-    best = max(snapshots, key=lambda s: (s.eval_return, s.steps))
-    if which in ("expert", "best"):
-        return best
-    if which == "latest":
-        return snapshots[-1]
-    if which == "medium":
-        # A trained policy: the untrained snapshot at step 0 is never "medium".
-        before = [s for s in snapshots if s.steps <= best.steps and s.steps > 0] or [best]
-        return min(before, key=lambda s: (abs(s.eval_return - best.eval_return / 2), s.steps))
-    if which.startswith("step="):
-        step = int(which[len("step=") :])
-        for snapshot in snapshots:
-            if snapshot.steps == step:
-                return snapshot
-        steps = ", ".join(str(s.steps) for s in snapshots)
-        raise CollectError(f"{run_dir}: no snapshot at step {step} (have: {steps})")
-    raise CollectError(f"unknown snapshot '{which}' (expert | medium | latest | step=N)")
-
-
-def run_record(run_dir: str) -> dict[str, Any]:
-    """The run directory's config.json record (agent, config, env, dataset, ...)."""
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
-        raise CollectError(f"{run_dir}: not an antiphon run directory (no config.json)")
-    with open(path) as f:
-        return json.load(f)
-
-
-def config_from_record(config_class, fields: dict[str, Any]):
-    """A config dataclass from its JSON record (lists back to tuples)."""
-    known = {f.name for f in dataclasses.fields(config_class)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items() if k in known}
-    return config_class(**values)
-
-
-def restore_snapshot(run_dir: str, snapshot: Snapshot, env_spec, evaluation: bool = True):
-    """(builder, networks, params) of a run's policy snapshot, rebuilt from the run's recorded
-    agent and config: the params of its evaluation policy, or with `evaluation=False` of its
-    behaviour policy.
-
-    A snapshot holds what the run's evaluation actor read: the policy's params, or for a policy
-    that also reads the critic (CRR's critic-weighted policy) the list [policy, critic].
-    """
-    import jax
-
-    from antiphon.agents.registry import get_builder_class
-    from antiphon.core import checkpointing
-
-    record = run_record(run_dir)
-    builder_class = get_builder_class(record["agent"])
-    builder = builder_class(config_from_record(builder_class.config_class, record["config"]))
-    networks = builder.make_networks(env_spec)
-    initial = networks.init(jax.random.PRNGKey(0), env_spec)
-    # Actor-critic agents' init returns (policy, critic); BC's, the policy alone.
-    by_name = (
-        dict(zip(("policy", "critic"), initial, strict=False))
-        if isinstance(initial, tuple)
-        else {"policy": initial}
-    )
-
-    # What the policy reads: "policy", or a list of names (agents without `variable_names`
-    # read the policy alone).
-    variable_names = getattr(builder, "variable_names", lambda evaluation: "policy")
-
-    def pick(values: dict[str, Any], names: str | list[str]):
-        return values[names] if isinstance(names, str) else [values[n] for n in names]
-
-    saved = variable_names(True)
-    restored = checkpointing.restore_pytree(snapshot.path, pick(by_name, saved))
-    restored = (
-        {saved: restored} if isinstance(saved, str) else dict(zip(saved, restored, strict=False))
-    )
-    return builder, networks, pick(restored, variable_names(evaluation))
 
 
 def snapshot_policy(

@@ -263,7 +263,9 @@ def test_bc_only_policy_loss_is_the_decoupled_likelihood_of_the_data():
 @pytest.mark.parametrize(
     "fields, message",
     [
-        (dict(objectives=("rl", "teacher")), "objectives must be names from rl, bc"),
+        (dict(objectives=("rl", "energy")), "objectives must be names from rl, bc, teacher"),
+        (dict(objectives=("rl", "teacher")), "the teacher objective and --teacher"),
+        (dict(teacher="runs/x"), "the teacher objective and --teacher"),
         (dict(objectives=("rl", "rl")), "must not repeat"),
         (dict(preferences=(1.0,)), "one weight per objective"),
         (dict(temperature_mode="annealed"), "temperature_mode"),
@@ -385,3 +387,29 @@ def test_online_sgd_steps_run_for_every_combination():
         assert np.isfinite(float(metrics["policy_loss"])), combination
         assert "q_mean/action_cost" in metrics and "sampled_q_mean/task" in metrics
         assert ("temperature/linear" in metrics) == (combination == "linear")
+
+
+def test_teacher_expert_is_its_samples_each_weighing_an_equal_share():
+    config = DiMEOfflineConfig(
+        objectives=("rl", "bc", "teacher"), preferences=(2.0, 1.0, 1.0), teacher="x", **SMALL
+    )
+    networks, state = _perturbed_state(config, jax.random.PRNGKey(20))
+    batch = _batch(jax.random.PRNGKey(21))
+    actions, _, _, q = mpo_family.sampled_q(
+        networks,
+        state.target_policy_params,
+        state.target_critic_params,
+        batch.observation,
+        jax.random.PRNGKey(22),
+        config.num_samples,
+    )
+    teacher_actions = jax.random.uniform(jax.random.PRNGKey(23), (4, BATCH, ACT_DIM), minval=-1)
+    mixture = learning.experts(config, state.dual_params, actions, q, batch.action, teacher_actions)
+    n = config.num_samples
+    assert mixture.actions.shape == (n + 1 + 4, BATCH, ACT_DIM)
+    np.testing.assert_array_equal(mixture.actions[n + 1 :], teacher_actions)
+    np.testing.assert_allclose(mixture.weights[n + 1 :], 0.25 / 4)  # alpha_teacher = 1/4
+    np.testing.assert_allclose(mixture.weights[n], 0.25)  # bc
+    np.testing.assert_allclose(jnp.sum(mixture.weights[:n], axis=0), 0.5 * 2, rtol=1e-5)
+    with pytest.raises(ValueError, match="needs teacher actions"):
+        learning.experts(config, state.dual_params, actions, q, batch.action)

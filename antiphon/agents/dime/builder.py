@@ -11,12 +11,19 @@ from antiphon.agents.dime import networks as dime_networks
 from antiphon.agents.dime.config import DiMEConfig, DiMEOfflineConfig
 
 
+def check_environment_fit(config: DiMEOfflineConfig, env_spec) -> None:
+    """Before anything is written: the teacher's snapshot must load for this environment's
+    observations and actions (snapshots.SnapshotError, one line, otherwise)."""
+    learning.make_teacher(config, env_spec)
+
+
 class DiMEOfflineBuilder(OfflineBuilder):
     name = "dime"
     config_class = DiMEOfflineConfig
     networks_module = dime_networks
     learning_module = learning
     acting_module = acting
+    check_environment_fit = staticmethod(check_environment_fit)
 
 
 class DiMEBuilder(NStepTransitionBuilder):
@@ -27,8 +34,9 @@ class DiMEBuilder(NStepTransitionBuilder):
     acting_module = acting
     learner_class = learning.DiMELearner
     offline_variant = DiMEOfflineBuilder  # what `antiphon train --agent dime --dataset` builds
+    check_environment_fit = staticmethod(check_environment_fit)
 
     @staticmethod
     def reward_objectives(config: DiMEConfig) -> tuple[str, ...]:
         """The environment's vector reward (environments.make_environment(objectives=...))."""
-        return tuple(config.objectives)
+        return config.reward_objectives()

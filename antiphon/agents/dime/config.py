@@ -19,8 +19,10 @@ from typing import Literal
 
 CRITIC_TYPES = ("scalar", "c51", "mog")
 # Offline: rl, an expert improved on the critic's Q of the dataset's reward (E-step); bc, the
-# behaviour policy, whose samples are the dataset actions.
-OFFLINE_OBJECTIVES = ("rl", "bc")
+# behaviour policy, whose samples are the dataset actions; teacher (online too), the samples of
+# a teacher policy (`teacher`) at the same states.
+OFFLINE_OBJECTIVES = ("rl", "bc", "teacher")
+TEACHER = "teacher"
 TEMPERATURE_MODES = ("learned", "fixed")
 COMBINATIONS = ("dime", "mompo", "linear")
 
@@ -34,6 +36,11 @@ class DiMEOfflineConfig:
     preferences: tuple[float, ...] = (0.5, 0.5)  # alpha_k, one per objective (normalised)
     temperature_mode: Literal["learned", "fixed"] = "learned"
     fixed_temperature: float = 1.0  # eta with temperature_mode="fixed" (in reward units)
+    # The teacher objective's policy: RUN_DIR[@expert|@medium|@latest|@step=N] of any antiphon
+    # run (D4PG, MPO, CRR, BC, DiME); it only labels, `teacher_samples` actions of its
+    # behaviour policy per state, each an equal part of the teacher expert.
+    teacher: str = ""
+    teacher_samples: int = 4
     # --- policy improvement (mpo_losses)
     epsilon: float = 0.1  # the rl objective's E-step KL bound
     epsilon_mean: float = 2.5e-3  # M-step: KL bound on the mean (per dimension)
@@ -83,6 +90,11 @@ class DiMEOfflineConfig:
             )
         if len(set(self.objectives)) != len(self.objectives):
             raise ValueError(f"objectives must not repeat (got {','.join(self.objectives)})")
+        if (TEACHER in self.objectives) != bool(self.teacher):
+            raise ValueError(
+                "the teacher objective and --teacher RUN_DIR@SNAPSHOT go together (objectives "
+                f"{','.join(self.objectives)}, teacher {self.teacher or 'none'})"
+            )
         if len(self.preferences) != len(self.objectives):
             raise ValueError(
                 f"preferences needs one weight per objective ({len(self.objectives)}: "
@@ -99,6 +111,10 @@ class DiMEOfflineConfig:
         """Offline: one critic (the dataset's reward), unstacked."""
         return 0
 
+    def reward_objectives(self) -> tuple[str, ...]:
+        """The objectives with a critic (the others' experts are given by action samples)."""
+        return tuple(name for name in self.objectives if name not in ("bc", TEACHER))
+
     def mixture_weights(self) -> dict[str, float]:
         """{objective: alpha_k}, normalised to sum 1."""
         total = sum(self.preferences)
@@ -110,7 +126,8 @@ class DiMEConfig(DiMEOfflineConfig):
     """`antiphon train --agent dime --env ENV`: one critic per reward objective of the
     environment's vector reward (`--objectives task,action_cost`), MPO's online defaults."""
 
-    objectives: tuple[str, ...] = ("task",)  # reward names (environments.REWARD_OBJECTIVES)
+    # reward names (environments.REWARD_OBJECTIVES), and "teacher" with --teacher
+    objectives: tuple[str, ...] = ("task",)
     preferences: tuple[float, ...] = (1.0,)
     # dime: sum_k alpha_k q_k (own eta_k each); mompo: sum_k q_k, preferences only through
     # `epsilons`; linear: one expert on sum_k alpha_k Q_k (ALGORITHMS.md §3.3).
@@ -134,17 +151,22 @@ class DiMEConfig(DiMEOfflineConfig):
         super().validate()
         if self.combination not in COMBINATIONS:
             raise ValueError(f"combination must be one of {', '.join(COMBINATIONS)}")
-        if self.epsilons and len(self.epsilons) != len(self.objectives):
+        if "bc" in self.objectives:
+            raise ValueError("the bc objective learns from a dataset: give --dataset PATH")
+        rewards = self.reward_objectives()
+        if not rewards:
+            raise ValueError("objectives need at least one reward objective (e.g. task)")
+        if self.epsilons and len(self.epsilons) != len(rewards):
             raise ValueError(
-                f"epsilons needs one bound per objective ({len(self.objectives)}), "
-                f"got {len(self.epsilons)}"
+                f"epsilons needs one bound per reward objective ({len(rewards)}: "
+                f"{','.join(rewards)}), got {len(self.epsilons)}"
             )
         if self.max_replay_size < self.min_replay_size:
             raise ValueError("max_replay_size must be >= min_replay_size")
 
     def num_stacked_critics(self) -> int:
         """Online: one critic per reward objective, stacked."""
-        return len(self.objectives)
+        return len(self.reward_objectives())
 
     def objective_epsilons(self) -> tuple[float, ...]:
-        return self.epsilons or (self.epsilon,) * len(self.objectives)
+        return self.epsilons or (self.epsilon,) * len(self.reward_objectives())

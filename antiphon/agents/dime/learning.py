@@ -33,7 +33,14 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from antiphon.agents import actor_critic, mpo_family, mpo_losses, offline, policy_evaluation
+from antiphon.agents import (
+    actor_critic,
+    mpo_family,
+    mpo_losses,
+    offline,
+    policy_evaluation,
+    snapshots,
+)
 from antiphon.agents.dime.config import DiMEOfflineConfig
 from antiphon.agents.dime.networks import DiMENetworks
 from antiphon.agents.learners import ConfiguredOnlineLearner
@@ -89,6 +96,16 @@ def improve(
     return Improvement(weights, loss_temperature, out.weights, out.kl_q_rel)
 
 
+def teacher_weighting(teacher_actions: jax.Array | None, alpha: float):
+    """(actions [M, B, A], weights [M, B] = alpha / M): the teacher expert, its M action
+    samples per state equally weighted (stop-gradient)."""
+    if teacher_actions is None:
+        raise ValueError("the teacher objective needs teacher actions (--teacher RUN_DIR@WHICH)")
+    m, b = teacher_actions.shape[:2]
+    weights = jnp.full((m, b), alpha / m, teacher_actions.dtype)
+    return jax.lax.stop_gradient(teacher_actions), weights
+
+
 class Experts(NamedTuple):
     """The mixture to distil: candidate actions [M, B, A] and their weights [M, B] (the rl
     expert's N samples, then the dataset action when bc is an objective)."""
@@ -105,11 +122,13 @@ def experts(
     sampled_actions: jax.Array,
     q_values: jax.Array,
     dataset_action: jax.Array,
+    teacher_actions: jax.Array | None = None,
 ) -> Experts:
     """The experts of `config.objectives` (module docstring), weighted by their alpha_k.
 
     sampled_actions [N, B, A] from the target policy, q_values [N, B] the target critic's Q of
-    them, dataset_action [B, A]."""
+    them, dataset_action [B, A], teacher_actions [M, B, A] (the teacher objective: each of the
+    M samples weighs alpha_teacher / M)."""
     alphas = config.mixture_weights()
     actions, weights, metrics = [], [], {}
     loss_temperature = jnp.zeros(())
@@ -151,6 +170,10 @@ def experts(
     if "bc" in alphas:
         actions.append(dataset_action[None])
         weights.append(jnp.full((1, dataset_action.shape[0]), alphas["bc"], dataset_action.dtype))
+    if "teacher" in alphas:
+        teacher_expert, teacher_weights = teacher_weighting(teacher_actions, alphas["teacher"])
+        actions.append(teacher_expert)
+        weights.append(teacher_weights)
     return Experts(
         jnp.concatenate(actions, axis=0),
         jnp.concatenate(weights, axis=0),
@@ -163,6 +186,7 @@ def make_losses(
     networks: DiMENetworks,
     config: DiMEOfflineConfig,
     value_bounds: tuple[float, float] | None = None,
+    teacher=None,
 ):
     """critic_loss (MPO's, `policy_evaluation.make_critic_loss`) and
     policy_loss(policy_params, dual_params, target_policy_params, target_critic_params, batch,
@@ -170,9 +194,10 @@ def make_losses(
     critic_loss = policy_evaluation.make_critic_loss(networks, config, value_bounds)
 
     def improvement_loss(
-        dual_params, online_mean, online_std, target_mean, target_std, actions, q, batch
+        dual_params, online_mean, online_std, target_mean, target_std, actions, q, batch, key
     ):
-        mixture = experts(config, dual_params, actions, q, batch.action)
+        teacher_actions = None if teacher is None else teacher(batch.observation, key)
+        mixture = experts(config, dual_params, actions, q, batch.action, teacher_actions)
         loss_m, metrics = mpo_losses.m_step(
             online_mean,
             online_std,
@@ -215,7 +240,9 @@ def make_update(
     (`mpo_family`) with DiME's policy loss."""
     del data  # nothing in the networks depends on the dataset
     state, optimizers_ = mpo_family.init_training_state(networks, config, env_spec, key)
-    critic_loss, policy_loss = make_losses(networks, config, value_bounds)
+    critic_loss, policy_loss = make_losses(
+        networks, config, value_bounds, teacher=make_teacher(config, env_spec)
+    )
     sgd_step = mpo_family.make_sgd_step(
         critic_loss, policy_loss, optimizers_, config.target_update_period
     )
@@ -223,6 +250,14 @@ def make_update(
 
 
 variables = actor_critic.variables
+
+
+def make_teacher(config: DiMEOfflineConfig, env_spec: EnvironmentSpec):
+    """The teacher objective's `sample(observation [B, D], key) -> actions [M, B, A]`, or None
+    without a teacher (`snapshots.snapshot_action_sampler`: its behaviour policy)."""
+    if not config.teacher:
+        return None
+    return snapshots.snapshot_action_sampler(config.teacher, env_spec, config.teacher_samples)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -250,47 +285,58 @@ def make_stacked_critic_loss(networks: DiMENetworks, config, names: tuple[str, .
     return critic_loss
 
 
-def make_online_losses(networks: DiMENetworks, config):
+def make_online_losses(networks: DiMENetworks, config, teacher=None):
     """(critic_loss, policy_loss) of online DiME with `config.objectives` reward objectives:
 
     E-step: `improve(Q [K, N, B], eta [K], eps_k, alpha, combination)`, plus MPO's action
             penalty expert over the same samples (weight 1, so K = 1 is exactly MPO)
     M-step: MPO's decoupled trust-region M-step on the combined weights
     """
-    names = tuple(config.objectives)
+    names = config.reward_objectives()
     critic_loss = make_stacked_critic_loss(networks, config, names)
-    total = sum(config.preferences)
-    preferences = jnp.asarray([p / total for p in config.preferences], jnp.float32)
+    alphas = config.mixture_weights()
+    preferences = jnp.asarray([alphas[name] for name in names], jnp.float32)
+    # The sampled actions' experts carry the reward objectives' share of the mixture (all of it
+    # without a teacher); the action penalty gets the same share (1 alone: exactly MPO).
+    sampled_share = float(sum(alphas[name] for name in names))
     epsilons = jnp.asarray(config.objective_epsilons(), jnp.float32)
     learned = config.temperature_mode == "learned"
 
     def improvement_loss(
-        dual_params, online_mean, online_std, target_mean, target_std, actions, q, batch
+        dual_params, online_mean, online_std, target_mean, target_std, actions, q, batch, key
     ):
-        del batch
         if learned:
             temperature = mpo_losses.dual_value(dual_params.log_temperature)
         else:
             temperature = jnp.full((len(names),), config.fixed_temperature, jnp.float32)
         improved = improve(q, temperature, epsilons, preferences, config.combination, learned)
         weights, loss_temperature = improved.weights, improved.loss_temperature
+        if config.combination == "linear":  # softmax over the scalarised Q: mass 1
+            weights = sampled_share * weights
         metrics = {}
         if config.action_penalization:
             penalty_temperature = mpo_losses.dual_value(dual_params.log_penalty_temperature)
             penalty = mpo_losses.e_step(
                 mpo_losses.action_penalty_q(actions), penalty_temperature, config.epsilon_penalty
             )
-            weights = weights + penalty.weights[0]
+            weights = weights + sampled_share * penalty.weights[0]
             loss_temperature = loss_temperature + penalty.loss_temperature
             metrics.update(
                 penalty_temperature=penalty_temperature[0], penalty_kl_q_rel=penalty.kl_q_rel[0]
             )
+        expert_actions = actions
+        if teacher is not None:
+            teacher_actions, teacher_weights = teacher_weighting(
+                teacher(batch.observation, key), alphas["teacher"]
+            )
+            expert_actions = jnp.concatenate([actions, teacher_actions], axis=0)
+            weights = jnp.concatenate([weights, teacher_weights], axis=0)
         loss_m, m_metrics = mpo_losses.m_step(
             online_mean,
             online_std,
             target_mean,
             target_std,
-            actions,
+            expert_actions,
             weights,
             mpo_losses.dual_value(dual_params.log_alpha_mean),
             mpo_losses.dual_value(dual_params.log_alpha_stddev),
@@ -324,9 +370,11 @@ class DiMELearner(ConfiguredOnlineLearner):
     def make_update(networks, config, env_spec, key, value_bounds=None):
         del value_bounds  # the reward range of a vector reward is per objective: not reported
         state, optimizers_ = mpo_family.init_training_state(
-            networks, config, env_spec, key, num_objectives=len(config.objectives)
+            networks, config, env_spec, key, num_objectives=len(config.reward_objectives())
         )
-        critic_loss, policy_loss = make_online_losses(networks, config)
+        critic_loss, policy_loss = make_online_losses(
+            networks, config, teacher=make_teacher(config, env_spec)
+        )
         sgd_step = mpo_family.make_sgd_step(
             critic_loss, policy_loss, optimizers_, config.target_update_period
         )

@@ -50,9 +50,9 @@ def make_losses(
     critic_loss = policy_evaluation.make_critic_loss(networks, config, value_bounds)
 
     def improvement_loss(
-        dual_params, online_mean, online_std, target_mean, target_std, actions, q, batch
+        dual_params, online_mean, online_std, target_mean, target_std, actions, q, batch, key
     ):
-        del batch  # MPO improves on the sampled actions only
+        del batch, key  # MPO improves on the sampled actions only
         loss, metrics = mpo_losses.mpo_loss(
             dual_params,
             online_mean,
