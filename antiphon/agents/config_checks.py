@@ -23,7 +23,7 @@ _RULES: tuple[tuple[str, Any, str], ...] = (
     (r"_layer_sizes$", lambda v: len(v) >= 1 and all(x >= 1 for x in v), "sizes >= 1"),
     (
         r"^(batch_size|sgd_steps_per_call|n_step|target_update_period|variable_update_period"
-        r"|policy_delay|min_replay_size|max_replay_size|prefetch_size|cwp_samples"
+        r"|policy_delay|min_replay_size|max_replay_size|prefetch_size|cwp_samples|teacher_samples"
         r"|num_[a-z_]+)$",
         lambda v: v >= 1,
         ">= 1",

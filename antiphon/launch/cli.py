@@ -147,7 +147,7 @@ def _train_parser(config_class=None) -> _Parser:
     p.add_argument(
         "--dataset",
         default=None,
-        help="offline agents (crr, bc, td3_bc): the dataset to train from (RLDS directory, "
+        help="offline agents (crr, bc, td3_bc, dime): the dataset to train from (RLDS directory, "
         "D4RL-style .hdf5, Minari directory or .npz; see `antiphon collect`)",
     )
     p.add_argument(
@@ -434,7 +434,7 @@ def train(argv: list[str]) -> int:
     elif args.dataset is not None:
         raise UsageError(
             f"agent '{known.agent}' trains online (from actors); --dataset is for offline agents"
-            " (crr, bc, td3_bc)"
+            " (crr, bc, td3_bc, dime)"
         )
     if args.env is None:
         raise UsageError("--env is required (e.g. --env dmc:cartpole-swingup)")

@@ -85,6 +85,8 @@ def _field_bad_values(agent: str, field: dataclasses.Field, hint: typing.Any) ->
         rule = config_checks.rule_for(field.name)
         bad = RULE_BAD_VALUES[rule[1] if rule else "sizes >= 1"]
         return [[option, "a,b"], [option, ""], [option, bad]]
+    if hint is str:  # a path-like choice (DiME's teacher run): one that does not exist
+        return [[option, "/nonexistent/run@latest"]]
     values = [[option, "abc"]]
     if hint is float:
         values += [[option, "nan"], [option, "inf"]]
