@@ -33,7 +33,9 @@ class DiMEOfflineConfig:
 
     # --- objectives and preferences
     objectives: tuple[str, ...] = ("rl", "bc")
-    preferences: tuple[float, ...] = (0.5, 0.5)  # alpha_k, one per objective (normalised)
+    # alpha_k, one per objective (normalised). 0.75 / 0.25: the best of 0.25 / 0.5 / 0.75 for rl
+    # on gymnasium Pendulum's mixed data (benchmarks/RESULTS.md, "DiME offline").
+    preferences: tuple[float, ...] = (0.75, 0.25)
     temperature_mode: Literal["learned", "fixed"] = "learned"
     fixed_temperature: float = 1.0  # eta with temperature_mode="fixed" (in reward units)
     # The teacher objective's policy: RUN_DIR[@expert|@medium|@latest|@step=N] of any antiphon
