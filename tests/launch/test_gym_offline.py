@@ -33,7 +33,7 @@ PENDULUM = ("gym:Pendulum-v1", DATA / "pendulum-mixed.npz")
 INVERTED_PENDULUM = ("gym:InvertedPendulum-v5", DATA / "inverted_pendulum-mixed.npz")
 METHODS = ("bc", "crr", "td3_bc")
 # CRR's critic needs the longest: its values propagate one hard target copy (100 steps) at a time.
-STEPS = {"bc": 3000, "crr": 10000, "td3_bc": 3000}
+STEPS = {"bc": 3000, "crr": 10000, "td3_bc": 3000, "dime": 10000}
 
 
 def _last_row(path: str) -> dict[str, float]:
@@ -72,6 +72,19 @@ def _check(method: str, case: tuple[str, Path], tmp_path) -> None:
 @pytest.mark.parametrize("method", METHODS)
 def test_offline_methods_beat_the_random_policy_on_a_mixed_pendulum_file(method, tmp_path):
     _check(method, PENDULUM, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (issue 21): on this 12k-transition file DiME's critic ends with ~60 % of Q "
+    "above the reachable range (~10 % of its width beyond) at lr 1e-4 and 3e-4; on the 30k file "
+    "it stays inside (q_out_of_range 0.001)",
+)
+def test_dime_beats_the_random_policy_on_a_mixed_pendulum_file(tmp_path):
+    """DiME (RL + BC) at its offline defaults; slow: N = 20 sampled actions per state make its
+    10k steps about 3 minutes on one core."""
+    _check("dime", PENDULUM, tmp_path)
 
 
 @pytest.mark.slow
