@@ -67,7 +67,7 @@ class DiMEOfflineConfig:
     reward_scale: float | None = None
     discount: float = 0.99
     batch_size: int = 256
-    # Offline 3e-4 (measured: Pendulum mixed, 10k steps, seed 0: -696 at 1e-4, -121 at 3e-4;
+    # Offline 3e-4 (measured: Pendulum mixed, 10k steps, seed 0: -696 at 1e-4, -115 at 3e-4;
     # the paper's offline rate is unknown); online MPO's 1e-4 (DiMEConfig).
     policy_learning_rate: float = 3e-4
     critic_learning_rate: float = 3e-4
