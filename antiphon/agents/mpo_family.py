@@ -176,3 +176,18 @@ def init_training_state(
         *networks_state, dual_params=dual_params, dual_opt_state=optimizers_[2].init(dual_params)
     )
     return state, optimizers_
+
+
+def make_update(
+    networks: shared.ActorCriticNetworks,
+    config,
+    env_spec: EnvironmentSpec,
+    key: jax.Array,
+    losses: tuple,
+    num_objectives: int = 1,
+):
+    """(sgd_step, state at step 0) from an algorithm's (critic_loss, policy_loss): the state
+    and optimisers of `init_training_state`, the step of `make_sgd_step`."""
+    state, optimizers_ = init_training_state(networks, config, env_spec, key, num_objectives)
+    critic_loss, policy_loss = losses
+    return make_sgd_step(critic_loss, policy_loss, optimizers_, config.target_update_period), state

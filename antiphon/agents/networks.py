@@ -174,8 +174,38 @@ def layer_norm_critic(config, clip_action: bool) -> Critic:
 
 
 @dataclasses.dataclass(frozen=True)
-class ActorCriticNetworks:
-    """A policy and a critic as pure functions (D4PG, MPO).
+class PolicyCriticNetworks:
+    """A policy and a critic as Haiku-transformed pure functions (every actor-critic agent);
+    `init` makes both from a key and the environment's spec."""
+
+    policy_init: Callable
+    policy_apply: Callable
+    critic_init: Callable
+    critic_apply: Callable
+
+    def init(self, key: jax.Array, env_spec: EnvironmentSpec) -> tuple:
+        obs = zeros_like_spec(env_spec.observations, (1,))
+        action = zeros_like_spec(env_spec.actions, (1,))
+        policy_key, critic_key = jax.random.split(key)
+        return self.policy_init(policy_key, obs), self.critic_init(critic_key, obs, action)
+
+
+def transform_policy_and_critic(policy: Callable, critic: Callable) -> dict[str, Callable]:
+    """The four `PolicyCriticNetworks` fields from the Haiku functions `policy(observation)` and
+    `critic(observation, action)` (both without an apply-time PRNG)."""
+    policy_t = hk.without_apply_rng(hk.transform(policy))
+    critic_t = hk.without_apply_rng(hk.transform(critic))
+    return {
+        "policy_init": policy_t.init,
+        "policy_apply": policy_t.apply,
+        "critic_init": critic_t.init,
+        "critic_apply": critic_t.apply,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorCriticNetworks(PolicyCriticNetworks):
+    """A policy and a critic as pure functions (D4PG, MPO, CRR, DiME).
 
     policy_apply(params, obs) -> the policy's output (D4PG: an action in [-1, 1]; MPO: the
         (mean, std) of a diagonal Gaussian).
@@ -183,19 +213,9 @@ class ActorCriticNetworks:
     critic_mean turns any of them into Q [B]. support: C51 atoms, None otherwise.
     """
 
-    policy_init: Callable
-    policy_apply: Callable
-    critic_init: Callable
-    critic_apply: Callable
     critic_mean: Callable
     support: jax.Array | None
     critic_type: str
-
-    def init(self, key: jax.Array, env_spec: EnvironmentSpec) -> tuple:
-        obs = zeros_like_spec(env_spec.observations, (1,))
-        action = zeros_like_spec(env_spec.actions, (1,))
-        policy_key, critic_key = jax.random.split(key)
-        return self.policy_init(policy_key, obs), self.critic_init(critic_key, obs, action)
 
     def q_value(self, critic_params, observation, action) -> jax.Array:
         """E[Z(observation, action)]: [B]."""
@@ -205,13 +225,8 @@ class ActorCriticNetworks:
 def actor_critic_networks(policy: Callable, critic: Critic, critic_type: str):
     """Transforms the Haiku functions `policy(observation)` and `critic.network` (both without
     an apply-time PRNG) into ActorCriticNetworks."""
-    policy_t = hk.without_apply_rng(hk.transform(policy))
-    critic_t = hk.without_apply_rng(hk.transform(critic.network))
     return ActorCriticNetworks(
-        policy_init=policy_t.init,
-        policy_apply=policy_t.apply,
-        critic_init=critic_t.init,
-        critic_apply=critic_t.apply,
+        **transform_policy_and_critic(policy, critic.network),
         critic_mean=critic.mean,
         support=critic.support,
         critic_type=critic_type,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import haiku as hk
 import jax
 import jax.numpy as jnp
 
@@ -63,13 +62,8 @@ def make_critic(config, env_spec: EnvironmentSpec):
 def make_networks(env_spec: EnvironmentSpec, config: CRRConfig) -> CRRNetworks:
     head = shared.policy_head_from_config(config, env_spec)
     critic, critic_mean, support = make_critic(config, env_spec)
-    policy_t = hk.without_apply_rng(hk.transform(head.network))
-    critic_t = hk.without_apply_rng(hk.transform(critic))
     return CRRNetworks(
-        policy_init=policy_t.init,
-        policy_apply=policy_t.apply,
-        critic_init=critic_t.init,
-        critic_apply=critic_t.apply,
+        **shared.transform_policy_and_critic(head.network, critic),
         critic_mean=critic_mean,
         support=support,
         critic_type=config.critic_type,

@@ -239,14 +239,8 @@ def make_update(
     """(sgd_step, initial state) for `builders.OfflineBuilder`: MPO's step and state
     (`mpo_family`) with DiME's policy loss."""
     del data  # nothing in the networks depends on the dataset
-    state, optimizers_ = mpo_family.init_training_state(networks, config, env_spec, key)
-    critic_loss, policy_loss = make_losses(
-        networks, config, value_bounds, teacher=make_teacher(config, env_spec)
-    )
-    sgd_step = mpo_family.make_sgd_step(
-        critic_loss, policy_loss, optimizers_, config.target_update_period
-    )
-    return sgd_step, state
+    losses = make_losses(networks, config, value_bounds, teacher=make_teacher(config, env_spec))
+    return mpo_family.make_update(networks, config, env_spec, key, losses)
 
 
 variables = actor_critic.variables
@@ -369,13 +363,7 @@ class DiMELearner(ConfiguredOnlineLearner):
     @staticmethod
     def make_update(networks, config, env_spec, key, value_bounds=None):
         del value_bounds  # the reward range of a vector reward is per objective: not reported
-        state, optimizers_ = mpo_family.init_training_state(
-            networks, config, env_spec, key, num_objectives=len(config.reward_objectives())
+        losses = make_online_losses(networks, config, teacher=make_teacher(config, env_spec))
+        return mpo_family.make_update(
+            networks, config, env_spec, key, losses, len(config.reward_objectives())
         )
-        critic_loss, policy_loss = make_online_losses(
-            networks, config, teacher=make_teacher(config, env_spec)
-        )
-        sgd_step = mpo_family.make_sgd_step(
-            critic_loss, policy_loss, optimizers_, config.target_update_period
-        )
-        return sgd_step, state

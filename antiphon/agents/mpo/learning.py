@@ -25,13 +25,10 @@ one jitted call (lax.scan over K batches).
 
 from __future__ import annotations
 
-import jax
-
 from antiphon.agents import mpo_family, mpo_losses, policy_evaluation
 from antiphon.agents.learners import ConfiguredOnlineLearner
 from antiphon.agents.mpo.config import MPOConfig
 from antiphon.agents.mpo.networks import MPONetworks
-from antiphon.core.types import EnvironmentSpec
 
 TrainingState = mpo_family.TrainingState
 
@@ -80,28 +77,6 @@ def make_losses(
     return critic_loss, policy_loss
 
 
-def make_sgd_step(
-    networks: MPONetworks,
-    config: MPOConfig,
-    optimizers_: tuple,
-    value_bounds: tuple[float, float] | None = None,
-):
-    """The pure `sgd_step(state, transitions) -> (state, metrics)` (`mpo_family.make_sgd_step`
-    with MPO's losses); `optimizers_` is (policy, critic, dual) as `init_training_state` returns
-    them."""
-    critic_loss, policy_loss = make_losses(networks, config, value_bounds)
-    return mpo_family.make_sgd_step(
-        critic_loss, policy_loss, optimizers_, config.target_update_period
-    )
-
-
-def init_training_state(
-    networks: MPONetworks, config: MPOConfig, env_spec: EnvironmentSpec, key: jax.Array
-) -> tuple[TrainingState, tuple]:
-    """(state at step 0, (policy, critic, dual) optimisers) (`mpo_family.init_training_state`)."""
-    return mpo_family.init_training_state(networks, config, env_spec, key)
-
-
 class MPOLearner(ConfiguredOnlineLearner):
     """Pulls [K, B, ...] batches of transitions and runs K SGD steps per call
     (`learners.ConfiguredOnlineLearner`, with the divergence guard). Also the program's
@@ -109,5 +84,6 @@ class MPOLearner(ConfiguredOnlineLearner):
 
     @staticmethod
     def make_update(networks, config, env_spec, key, value_bounds=None):
-        state, optimizers_ = init_training_state(networks, config, env_spec, key)
-        return make_sgd_step(networks, config, optimizers_, value_bounds), state
+        """(sgd_step, state): MPO's losses on `mpo_family`'s state and step."""
+        losses = make_losses(networks, config, value_bounds)
+        return mpo_family.make_update(networks, config, env_spec, key, losses)

@@ -12,7 +12,6 @@ its params from the learner, normalises exactly as the learner does.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 import haiku as hk
 import jax
@@ -21,7 +20,7 @@ import numpy as np
 
 from antiphon.agents import networks as shared
 from antiphon.agents.td3_bc.config import TD3BCConfig
-from antiphon.core.types import EnvironmentSpec, zeros_like_spec
+from antiphon.core.types import EnvironmentSpec
 
 NORMALIZER = "observation_normalizer"
 
@@ -78,23 +77,12 @@ def observation_statistics(observations: jax.Array, epsilon: float) -> tuple[jax
 
 
 @dataclasses.dataclass(frozen=True)
-class TD3BCNetworks:
-    """Pure functions.
+class TD3BCNetworks(shared.PolicyCriticNetworks):
+    """Pure functions (`init` from `networks.PolicyCriticNetworks`).
 
     policy_apply(params, obs [B, D]) -> action [B, A] in [-1, 1].
     critic_apply(params, obs [B, D], action [B, A]) -> (Q1 [B], Q2 [B]).
     """
-
-    policy_init: Callable
-    policy_apply: Callable
-    critic_init: Callable
-    critic_apply: Callable
-
-    def init(self, key: jax.Array, env_spec: EnvironmentSpec) -> tuple:
-        obs = zeros_like_spec(env_spec.observations, (1,))
-        action = zeros_like_spec(env_spec.actions, (1,))
-        policy_key, critic_key = jax.random.split(key)
-        return self.policy_init(policy_key, obs), self.critic_init(critic_key, obs, action)
 
     def q1(self, critic_params, observation, action) -> jax.Array:
         return self.critic_apply(critic_params, observation, action)[0]
@@ -117,11 +105,4 @@ def make_networks(env_spec: EnvironmentSpec, config: TD3BCConfig) -> TD3BCNetwor
         q2 = QNetwork(config.critic_layer_sizes, name="q2")(observation, action)
         return q1, q2
 
-    policy_t = hk.without_apply_rng(hk.transform(policy))
-    critic_t = hk.without_apply_rng(hk.transform(critic))
-    return TD3BCNetworks(
-        policy_init=policy_t.init,
-        policy_apply=policy_t.apply,
-        critic_init=critic_t.init,
-        critic_apply=critic_t.apply,
-    )
+    return TD3BCNetworks(**shared.transform_policy_and_critic(policy, critic))
