@@ -10,7 +10,7 @@ import dataclasses
 import jax
 
 from antiphon.agents import networks as shared
-from antiphon.core.types import EnvironmentSpec
+from antiphon.core.types import EnvironmentSpec, zeros_like_spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,8 +24,12 @@ class DiMENetworks(shared.ActorCriticNetworks):
         policy_params, critic_params = super().init(key, env_spec)
         if self.num_critics < 1:
             return policy_params, critic_params
+        obs = zeros_like_spec(env_spec.observations, (1,))
+        action = zeros_like_spec(env_spec.actions, (1,))
         keys = jax.random.split(jax.random.fold_in(key, 1), self.num_critics)
-        stacked = jax.vmap(lambda k: super(DiMENetworks, self).init(k, env_spec)[1])(keys)
+        # Each critic from the critic half of its key (as `init` splits it), no policy re-made.
+        critic_keys = jax.vmap(lambda k: jax.random.split(k)[1])(keys)
+        stacked = jax.vmap(lambda k: self.critic_init(k, obs, action))(critic_keys)
         return policy_params, stacked
 
 
