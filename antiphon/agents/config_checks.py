@@ -19,7 +19,8 @@ _RULES: tuple[tuple[str, Any, str], ...] = (
     (r"(^|_)learning_rate$", lambda v: v > 0, "> 0"),
     (r"^discount$", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
     (r"^tau$", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
-    (r"^epsilons$", lambda v: all(x > 0 for x in v), "> 0 each"),  # before "epsilon" below
+    # before "epsilon" below
+    (r"^(epsilons|reward_scales)$", lambda v: all(x > 0 for x in v), "> 0 each"),
     (r"_layer_sizes$", lambda v: len(v) >= 1 and all(x >= 1 for x in v), "sizes >= 1"),
     (
         r"^(batch_size|sgd_steps_per_call|n_step|target_update_period|variable_update_period"

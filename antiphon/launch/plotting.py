@@ -185,15 +185,17 @@ def pareto_points(run_dirs: list[str], last: int = 3) -> tuple[list[str], list[d
                 config = json.load(f)
         agent_config = config.get("config", {})
         preferences = agent_config.get("preferences", [])
-        label = f"{agent_config.get('combination', config.get('agent', '?'))} " + ",".join(
-            f"{p:g}" for p in preferences
-        )
+        combination = agent_config.get("combination", config.get("agent", "?"))
+        scales = agent_config.get("reward_scales") or []
+        if any(float(c) != 1.0 for c in scales):  # a scaled run is its own front
+            combination += " rewards x" + ",".join(f"{float(c):g}" for c in scales)
+        label = f"{combination} " + ",".join(f"{p:g}" for p in preferences)
         tail = rows[-last:]
         points.append(
             {
                 "run_dir": run_dir,
                 "label": label.strip(),
-                "combination": agent_config.get("combination", config.get("agent", "?")),
+                "combination": combination,
                 "seed": config.get("seed"),
                 "returns": [float(sum(_column(tail, prefix + n)) / len(tail)) for n in names],
             }
@@ -234,7 +236,7 @@ def plot_pareto(run_dirs: list[str], out_path: str | None = None, last: int = 3)
                 capsize=2,
             )
             ax.annotate(
-                label.split(" ", 1)[-1],
+                label.rsplit(" ", 1)[-1],
                 (mx, my),
                 fontsize=7,
                 xytext=(3, 3),

@@ -353,6 +353,34 @@ def test_each_stacked_critic_learns_from_its_own_reward_column():
     assert expected[1] > 10 * expected[0]  # the second column is 10x the first
 
 
+def test_reward_scales_train_each_critic_on_its_scaled_column():
+    """reward_scales (c_1, c_2) = (1, 100): the stacked loss equals the unscaled loss on a batch
+    whose second reward column is multiplied by 100, and differs from the unscaled loss."""
+    config = _online(objectives=("task", "action_cost"), preferences=(0.5, 0.5))
+    networks = make_networks(ENV_SPEC, config)
+    state, _ = mpo_family.init_training_state(networks, config, ENV_SPEC, jax.random.PRNGKey(0))
+    batch, key = _vector_batch(jax.random.PRNGKey(1), 2), jax.random.PRNGKey(2)
+    args = (state.critic_params, state.target_policy_params, state.target_critic_params)
+    plain = learning.make_stacked_critic_loss(networks, config, config.objectives)
+    scaled = learning.make_stacked_critic_loss(networks, config, config.objectives, (1.0, 100.0))
+    by_hand = batch._replace(reward=batch.reward * jnp.asarray([1.0, 100.0]))
+    _, scaled_metrics = scaled(*args, batch, key)
+    _, hand_metrics = plain(*args, by_hand, key)
+    _, plain_metrics = plain(*args, batch, key)
+    for name in ("critic_loss/task", "critic_loss/action_cost"):
+        np.testing.assert_allclose(scaled_metrics[name], hand_metrics[name], rtol=1e-6)
+    assert scaled_metrics["critic_loss/task"] == plain_metrics["critic_loss/task"]
+    cost = "critic_loss/action_cost"
+    assert scaled_metrics[cost] > 100 * plain_metrics[cost]
+
+
+def test_reward_scales_need_one_factor_per_reward_objective():
+    with pytest.raises(ValueError, match="reward_scales needs one factor per reward objective"):
+        _online(
+            objectives=("task", "action_cost"), preferences=(1, 1), reward_scales=(2.0,)
+        ).validate()
+
+
 @pytest.mark.parametrize("action_penalization", [True, False])
 def test_online_with_one_objective_is_exactly_mpos_policy_loss(action_penalization):
     common = dict(SMALL, critic_type="scalar", action_penalization=action_penalization)

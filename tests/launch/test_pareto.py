@@ -14,7 +14,7 @@ from antiphon.launch.plotting import pareto_points
 HEADER = "actor_steps,eval_return_mean,eval_return_mean/task,eval_return_mean/action_cost\n"
 
 
-def _run(root, name, combination, preferences, rows, seed=0):
+def _run(root, name, combination, preferences, rows, seed=0, reward_scales=None):
     run = root / name
     os.makedirs(run / "logs")
     with open(run / "logs" / "evaluator.csv", "w") as f:
@@ -26,6 +26,8 @@ def _run(root, name, combination, preferences, rows, seed=0):
         "seed": seed,
         "config": {"combination": combination, "preferences": preferences},
     }
+    if reward_scales is not None:
+        config["config"]["reward_scales"] = reward_scales
     with open(run / "config.json", "w") as f:
         json.dump(config, f)
     return str(run)
@@ -39,6 +41,15 @@ def test_points_average_the_last_evaluations_and_carry_the_label(tmp_path):
     assert points[0]["returns"] == [200.0, -4.0]  # mean of the last three rows
     assert points[1]["returns"] == [55.0, -1.5]  # only two rows
     assert points[0]["label"] == "dime 0.7,0.3" and points[1]["seed"] == 1
+
+
+def test_runs_with_scaled_rewards_form_their_own_front(tmp_path):
+    plain = _run(tmp_path, "p", "linear", [0.5, 0.5], [(1, -1)], reward_scales=[1.0, 1.0])
+    scaled = _run(tmp_path, "s", "linear", [0.5, 0.5], [(1, -1)], reward_scales=[1.0, 100.0])
+    _, points = pareto_points([plain, scaled])
+    assert points[0]["combination"] == "linear" and points[0]["label"] == "linear 0.5,0.5"
+    assert points[1]["combination"] == "linear rewards x1,100"
+    assert points[1]["label"] == "linear rewards x1,100 0.5,0.5"
 
 
 def test_the_command_writes_a_png(tmp_path, capsys):

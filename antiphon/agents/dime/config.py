@@ -139,6 +139,9 @@ class DiMEConfig(DiMEOfflineConfig):
     combination: Literal["dime", "mompo", "linear"] = "dime"
     # eps_k per objective (empty: `epsilon` for every one); mompo's preferences.
     epsilons: tuple[float, ...] = ()
+    # c_k per reward objective: the learner trains on c_k r_k (empty: 1 each). Returns are still
+    # logged unscaled. What the scale-invariance check changes (`--reward-scales 1,100`).
+    reward_scales: tuple[float, ...] = ()
     critic_type: Literal["scalar", "c51", "mog"] = "mog"
     policy_learning_rate: float = 1e-4
     critic_learning_rate: float = 1e-4
@@ -168,12 +171,20 @@ class DiMEConfig(DiMEOfflineConfig):
                 f"epsilons needs one bound per reward objective ({len(rewards)}: "
                 f"{','.join(rewards)}), got {len(self.epsilons)}"
             )
+        if self.reward_scales and len(self.reward_scales) != len(rewards):
+            raise ValueError(
+                f"reward_scales needs one factor per reward objective ({len(rewards)}: "
+                f"{','.join(rewards)}), got {len(self.reward_scales)}"
+            )
         if self.max_replay_size < self.min_replay_size:
             raise ValueError("max_replay_size must be >= min_replay_size")
 
     def num_stacked_critics(self) -> int:
         """Online: one critic per reward objective, stacked."""
         return len(self.reward_objectives())
+
+    def objective_reward_scales(self) -> tuple[float, ...]:
+        return self.reward_scales or (1.0,) * len(self.reward_objectives())
 
     def objective_epsilons(self) -> tuple[float, ...]:
         return self.epsilons or (self.epsilon,) * len(self.reward_objectives())

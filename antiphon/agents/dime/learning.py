@@ -258,16 +258,24 @@ def make_teacher(config: DiMEOfflineConfig, env_spec: EnvironmentSpec):
 # Online: K reward objectives, one critic each
 
 
-def make_stacked_critic_loss(networks: DiMENetworks, config, names: tuple[str, ...]):
+def make_stacked_critic_loss(
+    networks: DiMENetworks,
+    config,
+    names: tuple[str, ...],
+    reward_scales: tuple[float, ...] | None = None,
+):
     """critic_loss over K critics stacked on the params' leading axis, critic k trained on
-    reward column k of the n-step transitions (reward [B, K], one shared discount) with the
-    same sampled next actions' key: sum_k L_c(k) (`policy_evaluation.make_critic_loss`).
+    c_k times reward column k of the n-step transitions (reward [B, K], one shared discount;
+    c_k = `reward_scales`, 1 each by default) with the same sampled next actions' key:
+    sum_k L_c(k) (`policy_evaluation.make_critic_loss`).
     Metrics: q_mean (the first objective's) and q_mean/<name> for each."""
     single = policy_evaluation.make_critic_loss(networks, config)
     reward_column = Transition(None, None, 1, None, None)
     per_critic = jax.vmap(single, in_axes=(0, None, 0, reward_column, None))
+    scales = jnp.asarray(reward_scales or (1.0,) * len(names), jnp.float32)
 
     def critic_loss(critic_params, target_policy_params, target_critic_params, batch, key):
+        batch = batch._replace(reward=batch.reward * scales)
         losses, metrics = per_critic(
             critic_params, target_policy_params, target_critic_params, batch, key
         )
@@ -287,7 +295,9 @@ def make_online_losses(networks: DiMENetworks, config, teacher=None):
     M-step: MPO's decoupled trust-region M-step on the combined weights
     """
     names = config.reward_objectives()
-    critic_loss = make_stacked_critic_loss(networks, config, names)
+    critic_loss = make_stacked_critic_loss(
+        networks, config, names, config.objective_reward_scales()
+    )
     alphas = config.mixture_weights()
     preferences = jnp.asarray([alphas[name] for name in names], jnp.float32)
     # The sampled actions' experts carry the reward objectives' share of the mixture (all of it
