@@ -109,6 +109,21 @@ class OfflineBuilder(Builder):
 
     offline = True
 
+    def make_device_data(self, dataset) -> Transition:
+        """The dataset as the learner's device-resident transitions (s, a, r, d, s')."""
+        return offline.device_transitions(dataset, self.config.discount)
+
+    @staticmethod
+    def check_dataset(config, dataset) -> None:
+        """Raises `DatasetError` (one line) for data this agent cannot learn from (before the
+        run starts; the loaders have checked the format)."""
+
+    @staticmethod
+    def pretraining_steps(config) -> int:
+        """SGD steps the learner takes before the `--steps` of the algorithm proper (Q_sarsa's
+        pre-training); the run's learner step count includes them."""
+        return 0
+
     def make_learner(
         self,
         networks,

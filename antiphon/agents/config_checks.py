@@ -42,7 +42,8 @@ _RULES: tuple[tuple[str, Any, str], ...] = (
         "weights >= 0 with a positive sum",
     ),
     (
-        r"^(max_gradient_norm|sigma|policy_noise|noise_clip|exploration_sigma)$",
+        r"^(max_gradient_norm|sigma|policy_noise|noise_clip|exploration_sigma"
+        r"|([a-z]+_)?reg_weight|sarsa_steps)$",
         lambda v: v >= 0,
         ">= 0",
     ),

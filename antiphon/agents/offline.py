@@ -24,18 +24,67 @@ from antiphon.agents.learners import GuardedLearner, SgdStep, make_scan_update
 from antiphon.core.types import Transition
 
 
-def device_transitions(dataset, discount: float, device: jax.Device | None = None) -> Transition:
-    """A `Dataset` (antiphon.environments.datasets) as 1-step transitions on `device`.
+def host_transitions(dataset, discount: float) -> Transition:
+    """A `Dataset` (antiphon.environments.datasets) as 1-step transitions of numpy arrays.
 
     reward = r_t, discount = gamma * (1 - terminal_t): zero only at true terminals.
     """
-    transitions = Transition(
+    return Transition(
         observation=np.asarray(dataset.observations, np.float32),
         action=np.asarray(dataset.actions, np.float32),
         reward=np.asarray(dataset.rewards, np.float32),
         discount=(discount * (1.0 - np.asarray(dataset.terminals, np.float32))).astype(np.float32),
         next_observation=np.asarray(dataset.next_observations, np.float32),
     )
+
+
+def device_transitions(dataset, discount: float, device: jax.Device | None = None) -> Transition:
+    """`host_transitions` on `device` (every offline agent's data but Q_sarsa's)."""
+    return jax.device_put(host_transitions(dataset, discount), device)
+
+
+def sarsa_next_actions(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(next_actions [N, A], keep [N] bool): the logged next action a'_t = a_{t+1} of every row
+    whose episode goes on, for SARSA targets r + gamma Q(s', a').
+
+    A true terminal keeps its row (its discount is 0, so a' is never used; it gets zeros). A
+    time-limit cut (`timeouts`) and a last row of the file that ends no episode have no logged
+    a': they are dropped. Raises `DatasetError` (one line) when rows are not consecutive steps
+    of their episodes (s'_t != s_{t+1}: a shuffled file), since a_{t+1} would then belong to
+    another state.
+    """
+    from antiphon.environments.datasets.core import DatasetError
+
+    n = len(dataset)
+    terminals = np.asarray(dataset.terminals, bool)
+    ends = terminals | np.asarray(dataset.timeouts, bool)
+    continues = ~ends
+    continues[-1:] = False  # the file's last row: no next row to read a' from
+    actions = np.asarray(dataset.actions, np.float32)
+    next_actions = np.zeros_like(actions)
+    next_actions[:-1][continues[:-1]] = actions[1:][continues[:-1]]
+    if n > 1 and continues.any():
+        rows = np.flatnonzero(continues)
+        gap = np.abs(dataset.next_observations[rows] - dataset.observations[rows + 1])
+        scale = 1e-4 * (1.0 + np.abs(dataset.observations[rows + 1]))
+        apart = np.flatnonzero(np.any(gap > scale, axis=-1))
+        if len(apart):
+            row = int(rows[apart[0]])
+            raise DatasetError(
+                f"{dataset.metadata.get('source', 'the dataset')}: rows are not consecutive steps "
+                f"of their episodes ({len(apart)} of {len(rows)} rows have next_observation != "
+                f"the next row's observation, first at row {row}); SARSA needs the logged next "
+                "action a' of each row"
+            )
+    return next_actions, continues | terminals
+
+
+def device_sarsa_transitions(dataset, discount: float, device: jax.Device | None = None):
+    """`device_transitions` of the rows with a logged next action (`sarsa_next_actions`), each
+    with `extras = {"next_action": a'}`: (s, a, r, gamma (1 - terminal), s', a')."""
+    next_actions, keep = sarsa_next_actions(dataset)
+    transitions = jax.tree_util.tree_map(lambda x: x[keep], host_transitions(dataset, discount))
+    transitions = transitions._replace(extras={"next_action": next_actions[keep]})
     return jax.device_put(transitions, device)
 
 

@@ -12,6 +12,7 @@ _AGENTS: dict[str, str] = {
     "crr": "antiphon.agents.crr.builder:CRRBuilder",
     "bc": "antiphon.agents.bc.builder:BCBuilder",
     "td3_bc": "antiphon.agents.td3_bc.builder:TD3BCBuilder",
+    "qreg": "antiphon.agents.qreg.builder:QRegBuilder",  # offline: Q_sarsa-regularised TD3
     "dime": "antiphon.agents.dime.builder:DiMEBuilder",  # online; --dataset: offline RL + BC
 }
 

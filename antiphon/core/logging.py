@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import numbers
 import os
 import threading
@@ -213,7 +214,9 @@ class TensorBoardLogger:
                     step = int(step_value)
             for key, value in values.items():
                 value = _to_python(value)
-                if _is_number(value):
+                # NaN marks a metric not computed in this interval (TD3's actor between its
+                # delayed updates, Q_sarsa's pre-training): no point, rather than a NaN one.
+                if _is_number(value) and not math.isnan(float(value)):
                     self._writer.add_scalar(str(key), float(value), global_step=step)
 
     def close(self) -> None:

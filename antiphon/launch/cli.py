@@ -147,8 +147,8 @@ def _train_parser(config_class=None) -> _Parser:
     p.add_argument(
         "--dataset",
         default=None,
-        help="offline agents (crr, bc, td3_bc, dime): the dataset to train from (RLDS directory, "
-        "D4RL-style .hdf5, Minari directory or .npz; see `antiphon collect`)",
+        help="offline agents (crr, bc, td3_bc, qreg, dime): the dataset to train from (RLDS "
+        "directory, D4RL-style .hdf5, Minari directory or .npz; see `antiphon collect`)",
     )
     p.add_argument(
         "--dataset-action-units",
@@ -434,7 +434,7 @@ def train(argv: list[str]) -> int:
     elif args.dataset is not None:
         raise UsageError(
             f"agent '{known.agent}' trains online (from actors); --dataset is for offline agents"
-            " (crr, bc, td3_bc, dime)"
+            " (crr, bc, td3_bc, qreg, dime)"
         )
     if args.env is None:
         raise UsageError("--env is required (e.g. --env dmc:cartpole-swingup)")
@@ -509,11 +509,13 @@ def train(argv: list[str]) -> int:
         from antiphon.environments.datasets import DatasetError, prepare_for_specs
 
         try:
-            _, dataset_info = prepare_for_specs(
+            prepared, dataset_info = prepare_for_specs(
                 dataset, env_spec, native_spec, args.dataset_action_units, source=args.dataset
             )
+            builder_class.check_dataset(config, prepared)  # what only the agent needs of it
         except DatasetError as e:
             raise UsageError(str(e)) from None
+        del prepared
         if hasattr(config, "reward_scale"):
             from antiphon.agents.offline import reward_scale
 
@@ -584,7 +586,7 @@ def train(argv: list[str]) -> int:
         experiment = experiments.OfflineExperiment(
             environment=args.env,
             dataset=os.path.abspath(args.dataset),
-            max_learner_steps=args.steps,
+            max_learner_steps=args.steps + builder_class.pretraining_steps(config),
             run_dir=run_dir,
             seed=args.seed,
             action_repeat=args.action_repeat,
@@ -616,6 +618,11 @@ def train(argv: list[str]) -> int:
         f"from {args.dataset} ({dataset_summary['transitions']} transitions, "
         f"{dataset_summary['episodes']} episodes, return {dataset_summary['return_mean']:.1f}) "
         f"for {args.steps} learner steps"
+        + (
+            f" after {builder_class.pretraining_steps(config)} of pre-training"
+            if offline and builder_class.pretraining_steps(config)
+            else ""
+        )
         if offline
         else f"with {args.actors} actor(s) for {args.steps} env steps"
     )
@@ -661,7 +668,7 @@ def train(argv: list[str]) -> int:
             launched = threads.launch(program)
         _watch(
             launched,
-            args.steps,
+            args.steps + (builder_class.pretraining_steps(config) if offline else 0),
             show_progress=not args.no_progress,
             step_key="learner_steps" if offline else "actor_steps",
         )

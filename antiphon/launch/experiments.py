@@ -398,7 +398,6 @@ class OfflineLearnerNode(LearnerNode):
     """
 
     def __init__(self, builder, env_spec: EnvironmentSpec, counter, experiment: OfflineExperiment):
-        from antiphon.agents.offline import device_transitions
         from antiphon.environments.datasets import load_dataset, prepare_for_environment
 
         self._experiment = experiment
@@ -431,7 +430,7 @@ class OfflineLearnerNode(LearnerNode):
             self._value_note += f" (the dataset's rewards times {scale:.4g}, --reward-scale)"
         self.learner = builder.make_learner(
             networks,
-            device_transitions(dataset, builder.config.discount),
+            builder.make_device_data(dataset),
             env_spec,
             jax.random.PRNGKey(experiment.seed),
             counter=Counter(counter, "learner"),
