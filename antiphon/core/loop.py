@@ -116,6 +116,10 @@ class EnvironmentLoop:
             **_episode_returns(episode_return, getattr(self._environment, "objectives", None)),
             "steps_per_second": environment_steps / max(duration, 1e-9),
         }
+        # Environments with a goal (MiniGrid, BabyAI) say whether the episode reached it.
+        success = getattr(self._environment, "episode_success", None)
+        if success is not None:
+            result["episode_success"] = float(success)
         for observer in self._observers:
             result.update(observer.get_metrics())
         result.update(counts)

@@ -1,10 +1,12 @@
 """Environment names -> dm_env environments.
 
 A name is `<prefix>:<rest>`: `dmc:cartpole-swingup` (every task in dm_control.suite.ALL_TASKS,
-domain and task joined by the first '-'), `gym:Pendulum-v1` (any gymnasium id). Other packages add
-prefixes with `register` (e.g. `babyai:`). Every environment comes out with antiphon's default
+domain and task joined by the first '-'), `gym:Pendulum-v1` (any gymnasium id),
+`minigrid:MiniGrid-MemoryS7-v0` and `babyai:KeyCorridorS3R3` (environments/minigrid.py). Other
+packages add prefixes with `register`. Every environment comes out with antiphon's default
 wrappers, so agents see one flat float32 observation vector (state tasks), continuous actions in
-[-1, 1], and float32 rewards and discounts.
+[-1, 1], and float32 rewards and discounts; MiniGrid keeps its dict of integer arrays (image,
+direction, mission) and discrete actions.
 
 Nothing heavy is imported here: dm_control and gymnasium load on first use, so the CLI can
 validate a name cheaply before it creates a run directory.
@@ -243,8 +245,34 @@ def _gym_factory(rest: str, seed: int | None = None, **kwargs: Any) -> dm_env.En
     return default_wrappers(gym.load(rest, seed=seed, **kwargs))
 
 
+def _minigrid_names() -> list[str]:
+    from antiphon.environments import minigrid
+
+    return minigrid.minigrid_names()
+
+
+def _minigrid_factory(rest: str, seed: int | None = None, **kwargs: Any) -> dm_env.Environment:
+    from antiphon.environments import minigrid
+
+    return minigrid.load(rest, seed=seed, **kwargs)
+
+
+def _babyai_names() -> list[str]:
+    from antiphon.environments import minigrid
+
+    return minigrid.babyai_names()
+
+
+def _babyai_factory(rest: str, seed: int | None = None, **kwargs: Any) -> dm_env.Environment:
+    from antiphon.environments import minigrid
+
+    return minigrid.load(minigrid.babyai_id(rest), seed=seed, **kwargs)
+
+
 register("dmc", _dmc_factory, _dmc_names)
 register("gym", _gym_factory, _gym_names)
+register("minigrid", _minigrid_factory, _minigrid_names)
+register("babyai", _babyai_factory, _babyai_names)
 
 
 def reward_range(name: str, action_repeat: int = 1) -> tuple[float, float] | None:

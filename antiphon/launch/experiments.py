@@ -540,12 +540,14 @@ class EvaluatorNode:
     def evaluate(self) -> dict[str, float]:
         counts = self._counter.get_counts()
         self._actor.update(wait=True)
-        returns, per_objective = [], {}
+        returns, per_objective, successes = [], {}, []
         for _ in range(self._experiment.eval_episodes):
             if self._stop.is_set():
                 break
             episode = self._loop.run_episode()
             returns.append(float(episode["episode_return"]))
+            if "episode_success" in episode:
+                successes.append(float(episode["episode_success"]))
             for key, value in episode.items():
                 if key.startswith("episode_return/"):
                     per_objective.setdefault(key.split("/", 1)[1], []).append(float(value))
@@ -561,6 +563,8 @@ class EvaluatorNode:
             "eval_nonfinite_episodes": int(np.sum(~np.isfinite(returns))) if returns else 0,
             # With several objectives: each one's mean return (the headline is the first's).
             **{f"eval_return_mean/{name}": float(np.mean(v)) for name, v in per_objective.items()},
+            # Goal-reaching environments (MiniGrid, BabyAI): the fraction of episodes that did.
+            **({"eval_success_rate": float(np.mean(successes))} if successes else {}),
             "wall_seconds": time.time() - self._start,
         }
         if returns:

@@ -330,6 +330,9 @@ def test_pretraining_moves_only_q_sarsa_then_freezes_it():
     assert np.isnan(float(metrics["sarsa_loss"])) and np.isfinite(float(metrics["critic_loss"]))
     assert int(state.steps) == 6
     assert config.pretraining_steps() == 3
+    from antiphon.agents.qreg.builder import QRegBuilder
+
+    assert QRegBuilder.pretraining_steps(config) == 3  # the CLI adds these to --steps
     assert QRegConfig(sarsa_mode="cotrain").pretraining_steps() == 0
     assert QRegConfig(reg="none").pretraining_steps() == 0
 
