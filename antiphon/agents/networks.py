@@ -406,8 +406,8 @@ def column_sum(x: jax.Array) -> jax.Array:
     The same sum as `jnp.sum(x, axis=tuple(range(x.ndim - 1)))`, in another order of additions.
     XLA CPU rewrites a [256, 256] -> [256] reduction into a reduce-window it does not vectorise;
     halving adds it fuses with their producer. A hidden layer's bias gradient, one core: 37 us
-    as the reduction, 9 as halving adds (`benchmarks/xla_cpu_forms.py`, `bias_gradient`;
-    benchmarks/RESULTS.md, session 17).
+    as the reduction, 9 as halving adds (`benchmarks/investigations/xla_cpu_forms.py`,
+    `bias_gradient`; its README).
     """
     rows = x.reshape(-1, x.shape[-1])
     while rows.shape[0] > 8 and rows.shape[0] % 2 == 0:

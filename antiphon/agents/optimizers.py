@@ -3,8 +3,8 @@
 `flatten(inner)` runs a gradient transformation on all the parameters laid end to end in one
 vector: the same arithmetic as on the pytree, in a few fused kernels instead of several per
 parameter array. For clip-by-global-norm + Adam on BC's 75k policy parameters, one pinned core:
-57 us per update against 212 for `optax.flatten`'s vector (`benchmarks/xla_cpu_forms.py`,
-benchmarks/RESULTS.md session 16)."""
+57 us per update against 212 for `optax.flatten`'s vector
+(`benchmarks/investigations/xla_cpu_forms.py` and its README)."""
 
 from __future__ import annotations
 

@@ -38,6 +38,41 @@ NORMALIZER = "observation_normalizer"
 
 
 # ------------------------------------------------------------------------------------------------
+# Hyperparameters
+
+
+@dataclasses.dataclass(frozen=True)
+class TD3Config:
+    """TD3's hyperparameters, the base of every TD3 agent's config. Defaults: the TD3+BC authors'
+    code (Adam 3e-4 for both networks, batch 256, tau = 0.005, policy noise 0.2 clipped to 0.5,
+    actor and targets every 2nd step) with d3rlpy's (256, 256) ReLU MLPs (the same sizes)."""
+
+    policy_delay: int = 2  # actor and target updates every `policy_delay` critic steps
+    # Critic target: a' = clip(pi_target(s') + clip(N(0, policy_noise), +-noise_clip), -1, 1).
+    policy_noise: float = 0.2
+    noise_clip: float = 0.5
+    tau: float = 0.005  # Polyak averaging of the targets: t <- tau * online + (1 - tau) * t
+    # Optimisation.
+    discount: float = 0.99  # device_transitions stores gamma * (1 - terminal) in the batch
+    batch_size: int = 256
+    policy_learning_rate: float = 3e-4
+    critic_learning_rate: float = 3e-4
+    sgd_steps_per_call: int = 8  # SGD steps per jitted call (batches drawn on the device)
+    # Networks.
+    policy_layer_sizes: tuple[int, ...] = (256, 256)
+    critic_layer_sizes: tuple[int, ...] = (256, 256)
+    # The TD3+BC paper's state normalisation s <- (s - mean) / (std + eps) with the dataset's
+    # statistics (eps = 1e-3 in the authors' code), held in the params (module docstring).
+    normalize_observations: bool = False
+    normalization_epsilon: float = 1e-3
+    # Behaviour policy (evaluation=False): clip(pi(s) + N(0, exploration_sigma), -1, 1).
+    exploration_sigma: float = 0.1
+
+    def validate(self) -> None:
+        """Relations between fields (each field's range: `config_checks`)."""
+
+
+# ------------------------------------------------------------------------------------------------
 # Networks
 
 
@@ -145,9 +180,11 @@ def target_actions(
     return jnp.clip(action + jnp.clip(noise, -noise_clip, noise_clip), -1.0, 1.0)
 
 
-def clipped_double_q_target(networks: TwinCriticNetworks, config, state, batch, key) -> jax.Array:
-    """y = r + d * min(Q1'(s', a'), Q2'(s', a')) with the smoothed target action a'
-    (stop-gradiented)."""
+def smoothed_target_q(
+    networks: TwinCriticNetworks, config: TD3Config, state, batch, key
+) -> tuple[jax.Array, jax.Array]:
+    """(a', min(Q1'(s', a'), Q2'(s', a'))) with the smoothed target action a'
+    (`target_actions`) and the target critics of `state`."""
     next_action = target_actions(
         networks,
         state.target_policy_params,
@@ -159,7 +196,15 @@ def clipped_double_q_target(networks: TwinCriticNetworks, config, state, batch, 
     target_q1, target_q2 = networks.critic_apply(
         state.target_critic_params, batch.next_observation, next_action
     )
-    return jax.lax.stop_gradient(batch.reward + batch.discount * jnp.minimum(target_q1, target_q2))
+    return next_action, jnp.minimum(target_q1, target_q2)
+
+
+def clipped_double_q_target(
+    networks: TwinCriticNetworks, config: TD3Config, state, batch, key
+) -> jax.Array:
+    """y = r + d * min(Q1'(s', a'), Q2'(s', a')), stop-gradiented (`smoothed_target_q`)."""
+    _, bootstrap = smoothed_target_q(networks, config, state, batch, key)
+    return jax.lax.stop_gradient(batch.reward + batch.discount * bootstrap)
 
 
 def make_optimizer(learning_rate: float) -> optax.GradientTransformation:
@@ -196,10 +241,8 @@ def not_computed(function: Callable, *args) -> Any:
 def make_delayed_sgd_step(
     critic_loss: Callable,
     policy_loss: Callable,
-    policy_optimizer: optax.GradientTransformation,
-    critic_optimizer: optax.GradientTransformation,
-    policy_delay: int,
-    tau: float,
+    optimizers: tuple[optax.GradientTransformation, optax.GradientTransformation],
+    config: TD3Config,
 ):
     """`sgd_step(state, batch) -> (state, metrics)`: TD3's delayed step (module docstring).
 
@@ -208,8 +251,11 @@ def make_delayed_sgd_step(
     policy_loss(policy_params, critic_params, state, batch) -> (loss, metrics), on the critic
         updated in this step.
     `state`: an `actor_critic.ActorCriticState` or any NamedTuple with its fields; the others
-    pass through. Metrics: critic_loss, policy_loss and the losses' own.
+    pass through. `optimizers`: (policy's, critic's). `config`: its policy_delay and tau.
+    Metrics: critic_loss, policy_loss and the losses' own.
     """
+    policy_optimizer, critic_optimizer = optimizers
+    policy_delay, tau = config.policy_delay, config.tau
 
     def sgd_step(state, batch):
         key, critic_key = jax.random.split(state.key)

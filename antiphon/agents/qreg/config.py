@@ -11,8 +11,9 @@ built behind `reg`, with these defaults until the paper's text is at hand:
 - Q_sarsa is pre-trained for `sarsa_steps` SGD steps, then frozen (`sarsa_mode="pretrain"`), or
   trained alongside from the start (`"cotrain"`).
 
-TD3's defaults (the TD3+BC authors' code): Adam 3e-4, batch 256, tau 0.005, policy noise 0.2
-clipped to 0.5, policy delay 2, (256, 256) ReLU MLPs.
+TD3's defaults (`agents/td3.TD3Config`, the TD3+BC authors' code): Adam 3e-4, batch 256,
+tau 0.005 (Q_sarsa's target too), policy noise 0.2 clipped to 0.5, policy delay 2, (256, 256)
+ReLU MLPs.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from antiphon.agents.td3 import TD3Config
+
 REGULARISERS = ("none", "critic", "target", "critic_actor")
 SARSA_MODES = ("pretrain", "cotrain")
 
 
 @dataclasses.dataclass(frozen=True)
-class QRegConfig:
+class QRegConfig(TD3Config):
     # --- the regulariser (learning.py has the losses)
     reg: Literal["none", "critic", "target", "critic_actor"] = "critic"
     # lambda. critic / critic_actor: weight of sum_i mean (Q_i(s, pi(s)) - Q_sarsa(s, pi(s)))^2
@@ -46,25 +49,10 @@ class QRegConfig:
     # Rewards times this before learning; None: 1 / max(1, max |r| per environment step)
     # (agents/offline.py reward_scale; DM Control data is left exactly as it is).
     reward_scale: float | None = None
-    # --- TD3
-    policy_delay: int = 2
-    policy_noise: float = 0.2
-    noise_clip: float = 0.5
-    tau: float = 0.005  # Polyak averaging of every target, Q_sarsa's included
-    discount: float = 0.99
-    batch_size: int = 256
-    policy_learning_rate: float = 3e-4
-    critic_learning_rate: float = 3e-4
-    sgd_steps_per_call: int = 8
-    policy_layer_sizes: tuple[int, ...] = (256, 256)
-    critic_layer_sizes: tuple[int, ...] = (256, 256)
-    normalize_observations: bool = False
-    normalization_epsilon: float = 1e-3
-    # Behaviour policy (evaluation=False): clip(pi(s) + N(0, exploration_sigma), -1, 1).
-    exploration_sigma: float = 0.1
 
     def validate(self) -> None:
         """One-line ValueErrors for impossible choices (ranges: `config_checks`)."""
+        super().validate()
         if self.reg not in REGULARISERS:
             raise ValueError(f"reg must be one of {', '.join(REGULARISERS)} (got {self.reg!r})")
         if self.sarsa_mode not in SARSA_MODES:

@@ -83,18 +83,7 @@ def make_losses(
     reg, weight = config.reg, config.reg_weight
 
     def critic_loss(critic_params, state: TrainingState, batch: Transition, key):
-        next_action = td3.target_actions(
-            networks,
-            state.target_policy_params,
-            batch.next_observation,
-            key,
-            config.policy_noise,
-            config.noise_clip,
-        )
-        target_q1, target_q2 = networks.critic_apply(
-            state.target_critic_params, batch.next_observation, next_action
-        )
-        bootstrap = jnp.minimum(target_q1, target_q2)
+        next_action, bootstrap = td3.smoothed_target_q(networks, config, state, batch, key)
         if reg == "target":
             sarsa_next = networks.sarsa_apply(
                 state.sarsa_params, batch.next_observation, next_action
@@ -159,12 +148,7 @@ def make_sgd_step(
     and/or TD3's (module docstring). Metrics of the part a step did not run are NaN."""
     critic_loss, policy_loss = make_losses(networks, config, value_bounds)
     td3_step = td3.make_delayed_sgd_step(
-        critic_loss,
-        policy_loss,
-        policy_optimizer,
-        critic_optimizer,
-        config.policy_delay,
-        config.tau,
+        critic_loss, policy_loss, (policy_optimizer, critic_optimizer), config
     )
     if not config.uses_sarsa():
         return td3_step

@@ -73,12 +73,7 @@ def make_sgd_step(
     """Returns the pure function `sgd_step(state, batch) -> (state, metrics)`."""
     critic_loss, policy_loss = make_losses(networks, config, value_bounds)
     return td3.make_delayed_sgd_step(
-        critic_loss,
-        policy_loss,
-        policy_optimizer,
-        critic_optimizer,
-        config.policy_delay,
-        config.tau,
+        critic_loss, policy_loss, (policy_optimizer, critic_optimizer), config
     )
 
 

@@ -1,5 +1,6 @@
 """The same arithmetic in two forms, timed on one pinned CPU core: why the offline learners write
-some pieces the way they do (benchmarks/RESULTS.md, session 16).
+some pieces the way they do (an investigation tool; figures and conclusion in
+benchmarks/investigations/README.md).
 
 Each case times the old form (what plain autodiff or optax produces) against the form the
 learners use, inside a 32-step `lax.scan` whose inputs depend on the carry, so XLA cannot hoist
@@ -16,7 +17,7 @@ the work out of the loop. Per-iteration microseconds, best of `--repeats`.
   bias_gradient          d/db of sum(c * relu(x + b)), x [256, 256] (a hidden layer's bias):
                          x + b vs networks.add_bias
 
-    python -m benchmarks.xla_cpu_forms --repeats 5
+    python -m benchmarks.investigations.xla_cpu_forms --repeats 5
 """
 
 from __future__ import annotations
