@@ -46,6 +46,8 @@ OURS_OPTIONS = {
     # (256, 256) MLPs, batch 256, Adam 3e-4 (d3rlpy's CRR and TD3+BC rate).
     "crr": ["--policy-learning-rate", "3e-4", "--critic-learning-rate", "3e-4"],
     "td3_bc": [],
+    # Q_sarsa pre-training is added to --steps; the default 100k is D4RL-sized (ALGORITHMS.md §5)
+    "qreg": [],
     "bc": ["--learning-rate", "3e-4"],
     "dime": ["--policy-learning-rate", "3e-4", "--critic-learning-rate", "3e-4"],  # no d3rlpy side
 }
