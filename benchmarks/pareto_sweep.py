@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         (combination, scales, weight)
         for scales in SCALES
         for combination in COMBINATIONS
-        for weight in TASK_WEIGHTS
+        for weight in args.weights
     ]
     for seed in args.seeds:
         for number, (combination, scales, weight) in enumerate(settings, 1):
@@ -164,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--last", type=int, default=2, help="evaluations averaged per run")
+    parser.add_argument(
+        "--weights",
+        type=float,
+        nargs="+",
+        default=list(TASK_WEIGHTS),
+        help="run: these task weights only (e.g. the ends and the middle first)",
+    )
     args = parser.parse_args(argv)
     os.makedirs(args.root, exist_ok=True)
     return run(args) if args.command == "run" else report(args)
