@@ -42,7 +42,11 @@ def select_snapshot(run_dir: str, which: str = "expert") -> Snapshot:
     snapshots = list_snapshots(run_dir)
     if not snapshots:
         raise SnapshotError(f"{run_dir}: no policy snapshots (snapshots/policy-*.json)")
-    best = max(snapshots, key=lambda s: (s.eval_return, s.steps))
+    # The untrained policy at step 0 is never the expert (nor, below, medium) while a trained
+    # snapshot exists: a short or failed run can evaluate it best, and medium-replay (the
+    # episodes before medium) would then be empty.
+    trained = [s for s in snapshots if s.steps > 0] or snapshots
+    best = max(trained, key=lambda s: (s.eval_return, s.steps))
     if which in ("expert", "best"):
         return best
     if which == "latest":

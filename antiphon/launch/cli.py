@@ -967,20 +967,24 @@ def collect(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train, "collect": collect, "plot": plot}
+from antiphon.launch.bench import bench  # noqa: E402 - registered with the commands below
+
+COMMANDS = {"train": train, "collect": collect, "plot": plot, "bench": bench}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(
-            "usage: antiphon {train,collect,plot} ...\n\n"
+            "usage: antiphon {train,collect,plot,bench} ...\n\n"
             "  train   train an agent, e.g. antiphon train --agent d4pg "
             "--env dmc:cartpole-swingup --actors 2 --steps 100000 --run-dir runs/x\n"
             "          offline: antiphon train --agent crr --dataset PATH --steps 100000\n"
             "  collect record datasets: antiphon collect --env dmc:cheetah-run "
             "--recipe runs/x --out datasets/cheetah-run\n"
-            "  plot    plot learning curves: antiphon plot runs/x [runs/y ...]"
+            "  plot    plot learning curves: antiphon plot runs/x [runs/y ...]\n"
+            "  bench   offline benchmark, datasets by recipe: antiphon bench offline "
+            "--preset smoke|standard --tasks cheetah-run,walker-walk"
         )
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
