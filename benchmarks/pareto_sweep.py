@@ -131,7 +131,7 @@ def report(args: argparse.Namespace) -> int:
         "commit": git_commit(),
         "machine": machine(),
     }
-    write_json(os.path.join(RESULTS_DIR, f"pareto_{env_name}.json"), result)
+    write_json(result, f"pareto_{env_name}")
     lines = [
         "| combination | action cost x | preferences (task, cost) | seeds | task return "
         "| action_cost return |",
