@@ -5,43 +5,30 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from antiphon.agents.configs import DistributionalCriticConfig, NStepReplayConfig
+
 
 @dataclasses.dataclass(frozen=True)
-class D4PGConfig:
+class D4PGConfig(NStepReplayConfig, DistributionalCriticConfig):
+    """The replay and value-distribution groups (`agents/configs.py`, acme's values) and:"""
+
     # --- learning
-    discount: float = 0.99  # gamma
-    n_step: int = 5  # n-step transitions from the adder
-    batch_size: int = 256
     policy_learning_rate: float = 1e-4  # Adam
     critic_learning_rate: float = 1e-4  # Adam
     target_update_period: int = 100  # hard copy of online -> target every this many SGD steps
     clip_dqda: bool = True  # clip each example's dQ/da to L2 norm <= 1 (Acme, rlax.dpg_loss)
-    sgd_steps_per_call: int = 4  # SGD steps inside one jitted learner call (lax.scan)
     # --- networks
     policy_layer_sizes: tuple[int, ...] = (300, 200)
     critic_layer_sizes: tuple[int, ...] = (400, 300)
     # --- critic
     critic_type: Literal["mog", "c51"] = "mog"
-    num_atoms: int = 51  # C51 support size
-    v_min: float = -150.0  # C51 support bounds: must cover the task's discounted returns
-    v_max: float = 150.0
-    num_components: int = 5  # MoG components K
-    init_scale: float = 1e-3  # MoG initial component std
-    min_scale: float = 1e-4  # MoG std floor
-    num_target_samples: int = 128  # MoG return samples M per bootstrap action
     # --- acting
     sigma: float = 0.3  # std of the Gaussian exploration noise (actions in [-1, 1])
-    # Actor steps between parameter pulls. Acme uses 1000 for many actors; with one or two actors
-    # that leaves the behaviour policy stale for a whole episode (measured: it stalls learning).
-    variable_update_period: int = 25
-    # --- replay
-    samples_per_insert: float = 32.0  # rate limiter: sampled items per inserted item
-    min_replay_size: int = 1000
-    max_replay_size: int = 1_000_000
-    prefetch_size: int = 4  # batches kept ready on the learner's device
 
     def validate(self) -> None:
         """Raise ValueError (one line) on impossible settings."""
+        NStepReplayConfig.validate(self)
+        DistributionalCriticConfig.validate(self)
         checks = [
             (0.0 <= self.discount <= 1.0, "discount must be in [0, 1]"),
             (self.n_step >= 1, "n_step must be >= 1"),
@@ -49,14 +36,12 @@ class D4PGConfig:
             (self.sgd_steps_per_call >= 1, "sgd_steps_per_call must be >= 1"),
             (self.target_update_period >= 1, "target_update_period must be >= 1"),
             (self.critic_type in ("mog", "c51"), "critic_type must be 'mog' or 'c51'"),
-            (self.v_min < self.v_max, "v_min must be < v_max"),
             (self.num_atoms >= 2, "num_atoms must be >= 2"),
             (self.num_components >= 1, "num_components must be >= 1"),
             (self.num_target_samples >= 1, "num_target_samples must be >= 1"),
             (self.sigma >= 0.0, "sigma must be >= 0"),
             (self.samples_per_insert > 0, "samples_per_insert must be > 0"),
             (self.min_replay_size >= 1, "min_replay_size must be >= 1"),
-            (self.max_replay_size >= self.min_replay_size, "max_replay_size < min_replay_size"),
             (len(self.policy_layer_sizes) >= 1, "policy_layer_sizes must not be empty"),
             (len(self.critic_layer_sizes) >= 1, "critic_layer_sizes must not be empty"),
         ]

@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from antiphon.agents.configs import DistributionalCriticConfig, NStepReplayConfig
+
 CRITIC_TYPES = ("scalar", "c51", "mog")
 # Offline: rl, an expert improved on the critic's Q of the dataset's reward (E-step); bc, the
 # behaviour policy, whose samples are the dataset actions; teacher (online too), the samples of
@@ -29,7 +31,7 @@ COMBINATIONS = ("dime", "mompo", "linear")
 
 
 @dataclasses.dataclass(frozen=True)
-class DiMEOfflineConfig:
+class DiMEOfflineConfig(DistributionalCriticConfig):
     """`antiphon train --agent dime --dataset PATH`: objectives rl and bc."""
 
     # --- objectives and preferences
@@ -53,14 +55,7 @@ class DiMEOfflineConfig:
     action_penalization: bool = True  # part of the rl expert (keeps its samples in the box)
     num_samples: int = 20  # N actions from the target policy, for the E-step and the bootstrap
     # --- critic (policy evaluation of pi on the data)
-    critic_type: Literal["scalar", "c51", "mog"] = "scalar"
-    num_atoms: int = 51
-    v_min: float = -150.0
-    v_max: float = 150.0
-    num_components: int = 5
-    init_scale: float = 1e-3
-    min_scale: float = 1e-4
-    num_target_samples: int = 128  # mog: samples per bootstrap action
+    critic_type: Literal["scalar", "c51", "mog"] = "scalar"  # and agents/configs.py's support
     # --- optimisation
     # Rewards times this before learning; None: 1 / max(1, max |r| per environment step)
     # (agents/offline.py reward_scale; DM Control data is left exactly as it is).
@@ -127,7 +122,7 @@ class DiMEOfflineConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class DiMEConfig(DiMEOfflineConfig):
+class DiMEConfig(DiMEOfflineConfig, NStepReplayConfig):
     """`antiphon train --agent dime --env ENV`: one critic per reward objective of the
     environment's vector reward (`--objectives task,action_cost`), MPO's online defaults."""
 
@@ -145,15 +140,10 @@ class DiMEConfig(DiMEOfflineConfig):
     critic_type: Literal["scalar", "c51", "mog"] = "mog"
     policy_learning_rate: float = 1e-4
     critic_learning_rate: float = 1e-4
-    n_step: int = 5
     sgd_steps_per_call: int = 4
     policy_layer_sizes: tuple[int, ...] = (256, 256, 256)
     critic_layer_sizes: tuple[int, ...] = (512, 512, 256)
-    variable_update_period: int = 25
-    samples_per_insert: float = 32.0
-    min_replay_size: int = 1000
-    max_replay_size: int = 1_000_000
-    prefetch_size: int = 4
+    # n-step replay: agents/configs.NStepReplayConfig's
 
     known_objectives = None  # the environment refuses names it does not know
 
@@ -176,8 +166,7 @@ class DiMEConfig(DiMEOfflineConfig):
                 f"reward_scales needs one factor per reward objective ({len(rewards)}: "
                 f"{','.join(rewards)}), got {len(self.reward_scales)}"
             )
-        if self.max_replay_size < self.min_replay_size:
-            raise ValueError("max_replay_size must be >= min_replay_size")
+        NStepReplayConfig.validate(self)
 
     def num_stacked_critics(self) -> int:
         """Online: one critic per reward objective, stacked."""
