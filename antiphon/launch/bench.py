@@ -557,15 +557,9 @@ class RayExecutor:
         env_vars = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         if self._address is None:
             # As launch/ray.py starts its private instance: token authentication, no dashboard.
-            from antiphon.launch.ray import ensure_token_file
+            from antiphon.launch.ray import prepare_private_instance
 
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
-            if os.environ.get("RAY_AUTH_MODE") == "token" and not os.environ.get("RAY_AUTH_TOKEN"):
-                ensure_token_file()
-            from ray._raylet import AuthenticationTokenLoader, Config
-
-            Config.initialize("")
-            AuthenticationTokenLoader.instance().reset_cache()
+            prepare_private_instance()
             ray.init(
                 include_dashboard=False,
                 namespace="antiphon-bench",

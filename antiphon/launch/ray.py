@@ -421,6 +421,19 @@ class _ProgramControl:
         return self._starts
 
 
+def prepare_private_instance() -> None:
+    """Before `ray.init()` of a private local instance: token authentication (a token file
+    unless RAY_AUTH_TOKEN is set), with Ray's config re-read so that the driver and the servers
+    it starts agree (Ray reads RAY_AUTH_MODE when first imported; Ray's own tests do the same)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if os.environ.get("RAY_AUTH_MODE") == "token" and not os.environ.get("RAY_AUTH_TOKEN"):
+        ensure_token_file()
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
 def ensure_token_file() -> str:
     """The Ray auth token file (Ray's default path, or `RAY_AUTH_TOKEN_PATH`), owner-only.
 
@@ -564,15 +577,7 @@ class LaunchedRayProgram:
         if self._address is None:
             # A private instance: token authentication, no dashboard, this machine's cores
             # (oversubscribed if the program asks for more).
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
-            if os.environ.get("RAY_AUTH_MODE") == "token" and not os.environ.get("RAY_AUTH_TOKEN"):
-                ensure_token_file()
-            # Ray reads RAY_AUTH_MODE into its config when first imported; re-read it now so the
-            # driver and the servers it starts agree (Ray's own tests do the same).
-            from ray._raylet import AuthenticationTokenLoader, Config
-
-            Config.initialize("")
-            AuthenticationTokenLoader.instance().reset_cache()
+            prepare_private_instance()
             needed = sum(
                 self._resources_for(group).num_cpus * len(nodes)
                 for group, nodes in self.program.groups.items()
