@@ -582,11 +582,13 @@ def train(argv: list[str]) -> int:
     checkpointing.write_json(os.path.join(run_dir, "config.json"), record)
     from antiphon.launch.plotting import plot_run
 
+    # SGD steps an offline learner takes before the `--steps` of its algorithm (Q_sarsa's).
+    pretraining = builder_class.pretraining_steps(config) if offline else 0
     if offline:
         experiment = experiments.OfflineExperiment(
             environment=args.env,
             dataset=os.path.abspath(args.dataset),
-            max_learner_steps=args.steps + builder_class.pretraining_steps(config),
+            max_learner_steps=args.steps + pretraining,
             run_dir=run_dir,
             seed=args.seed,
             action_repeat=args.action_repeat,
@@ -618,11 +620,7 @@ def train(argv: list[str]) -> int:
         f"from {args.dataset} ({dataset_summary['transitions']} transitions, "
         f"{dataset_summary['episodes']} episodes, return {dataset_summary['return_mean']:.1f}) "
         f"for {args.steps} learner steps"
-        + (
-            f" after {builder_class.pretraining_steps(config)} of pre-training"
-            if offline and builder_class.pretraining_steps(config)
-            else ""
-        )
+        + (f" after {pretraining} of pre-training" if pretraining else "")
         if offline
         else f"with {args.actors} actor(s) for {args.steps} env steps"
     )
@@ -668,7 +666,7 @@ def train(argv: list[str]) -> int:
             launched = threads.launch(program)
         _watch(
             launched,
-            args.steps + (builder_class.pretraining_steps(config) if offline else 0),
+            args.steps + pretraining,
             show_progress=not args.no_progress,
             step_key="learner_steps" if offline else "actor_steps",
         )
