@@ -72,7 +72,12 @@ def _check(method: str, case: tuple[str, Path], tmp_path) -> None:
         assert learner["q_beyond_range"] <= 0.1, learner
 
 
-@pytest.mark.parametrize("method", METHODS)
+# Q_sarsa-TD3 (40 s: 2000 + 3000 steps) runs in `make test-all`: the fast suite was 902 s on a
+# fresh clone with it (CI's target: under 15 minutes); its code path stays in the fast suite
+# (tests/agents/test_qreg.py, the shuffled-file refusal below, the bench's smoke runs of td3).
+@pytest.mark.parametrize(
+    "method", [m if m != "qreg" else pytest.param(m, marks=pytest.mark.slow) for m in METHODS]
+)
 def test_offline_methods_beat_the_random_policy_on_a_mixed_pendulum_file(method, tmp_path):
     _check(method, PENDULUM, tmp_path)
 
