@@ -3,6 +3,10 @@
 The policy is `select_action(params, observation, state, key) -> (action, state)` for ONE
 (unbatched) observation; this class jits it on the CPU, owns the PRNG key and recurrent state,
 pulls parameters through a VariableClient and writes experience through an adder.
+
+A recurrent agent whose learner needs the actor's state (R2D2's stored state) passes
+`state_extras(state) -> extras`: each step's extras are made from the state the actor had
+before that step, and go to the adder with the step.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ class GenericActor:
         adder=None,
         initial_state: Callable[[], Any] | None = None,
         backend: str = "cpu",
+        state_extras: Callable[[Any], Any] | None = None,
     ):
         self._client = variable_client
         self._adder = adder
         self._initial_state = initial_state or (lambda: ())
         self._state = self._initial_state()
+        self._state_extras = state_extras
+        self._extras: Any = ()
         self._device = jax.devices(backend)[0]
         self._key = jax.device_put(key, self._device)
         self._params = None
@@ -60,6 +67,8 @@ class GenericActor:
             return None
 
     def select_action(self, observation):
+        if self._state_extras is not None:
+            self._extras = self._state_extras(self._state)
         action, self._state, self._key = self._step(
             self._current_params(), observation, self._state, self._key
         )
@@ -72,7 +81,10 @@ class GenericActor:
 
     def observe(self, action, next_timestep: dm_env.TimeStep) -> None:
         if self._adder is not None:
-            self._adder.add(action, next_timestep)
+            if self._state_extras is not None:
+                self._adder.add(action, next_timestep, extras=self._extras)
+            else:
+                self._adder.add(action, next_timestep)
 
     def update(self, wait: bool = False) -> None:
         self._client.update(wait)

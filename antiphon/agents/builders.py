@@ -43,12 +43,14 @@ def make_actor(
     names: str | list[str],
     update_period: int = 1,
     adder=None,
+    **actor_options: Any,
 ) -> GenericActor:
     """A GenericActor whose variable client reads `names` from `variable_source`, with one
-    blocking pull first (so the first action already uses the learner's parameters)."""
+    blocking pull first (so the first action already uses the learner's parameters).
+    `actor_options`: GenericActor's (a recurrent agent's `initial_state`, `state_extras`)."""
     client = VariableClient(variable_source, names, update_period=update_period)
     client.update(wait=True)
-    return GenericActor(policy, key, client, adder=adder)
+    return GenericActor(policy, key, client, adder=adder, **actor_options)
 
 
 class Builder:
@@ -80,6 +82,11 @@ class Builder:
 
     def make_policy(self, networks, evaluation: bool = True):
         return self.acting_module.make_policy(networks, self.config, evaluation=evaluation)
+
+    def make_actor_policy(self, networks, actor_id: int, num_actors: int):
+        """Actor `actor_id` of `num_actors`'s behaviour policy (the same for every actor unless
+        an agent gives each its own exploration, as R2D2's epsilon ladder does)."""
+        return self.make_policy(networks, evaluation=False)
 
     def variable_names(self, evaluation: bool = True) -> list[str] | str:
         """What the policy reads from the learner (snapshots hold this; `antiphon collect`
@@ -185,7 +192,9 @@ class NStepTransitionBuilder(Builder):
             priority_fns={TRANSITION_TABLE: None},
         )
 
-    def make_dataset_iterator(self, server_address: str) -> datasets.DevicePrefetcher:
+    def make_dataset_iterator(
+        self, server_address: str, env_spec: EnvironmentSpec | None = None
+    ) -> datasets.DevicePrefetcher:
         from antiphon.replay import clients, datasets
 
         c = self.config

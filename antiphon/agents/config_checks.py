@@ -25,7 +25,7 @@ _RULES: tuple[tuple[str, Any, str], ...] = (
     (
         r"^(batch_size|sgd_steps_per_call|n_step|target_update_period|variable_update_period"
         r"|policy_delay|min_replay_size|max_replay_size|prefetch_size|cwp_samples|teacher_samples"
-        r"|num_[a-z_]+)$",
+        r"|trace_length|sequence_period|lstm_size|torso_size|num_[a-z_]+)$",
         lambda v: v >= 1,
         ">= 1",
     ),
@@ -42,7 +42,12 @@ _RULES: tuple[tuple[str, Any, str], ...] = (
         "weights >= 0 with a positive sum",
     ),
     (
-        r"^(max_gradient_norm|sigma|policy_noise|noise_clip|exploration_sigma"
+        r"^(priority_eta|priority_exponent|importance_sampling_exponent|demo_ratio)$",
+        lambda v: 0.0 <= v <= 1.0,
+        "in [0, 1]",
+    ),
+    (
+        r"^(max_gradient_norm|burn_in_length|sigma|policy_noise|noise_clip|exploration_sigma"
         r"|([a-z]+_)?reg_weight|sarsa_steps)$",
         lambda v: v >= 0,
         ">= 0",

@@ -14,6 +14,7 @@ _AGENTS: dict[str, str] = {
     "td3_bc": "antiphon.agents.td3_bc.builder:TD3BCBuilder",
     "qreg": "antiphon.agents.qreg.builder:QRegBuilder",  # offline: Q_sarsa-regularised TD3
     "dime": "antiphon.agents.dime.builder:DiMEBuilder",  # online; --dataset: offline RL + BC
+    "r2d2": "antiphon.agents.r2d2.builder:R2D2Builder",  # online; --demos: R2D3
 }
 
 

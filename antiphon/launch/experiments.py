@@ -235,7 +235,7 @@ class LearnerNode:
         self._experiment = experiment
         self._counter = counter
         networks = builder.make_networks(env_spec)
-        self._iterator = builder.make_dataset_iterator(replay_address)
+        self._iterator = builder.make_dataset_iterator(replay_address, env_spec=env_spec)
         self._set_value_bounds(
             builder, reward_range(experiment.environment, experiment.action_repeat), "environment"
         )
@@ -462,7 +462,7 @@ class ActorNode:
         environment = _make_env(experiment, seed)
         env_spec = make_environment_spec(environment)
         networks = builder.make_networks(env_spec)
-        policy = builder.make_policy(networks, evaluation=False)
+        policy = builder.make_actor_policy(networks, actor_id, experiment.num_actors)
         adder = builder.make_adder(reverb.Client(replay_address))
         self._adder = adder
         actor = builder.make_actor(

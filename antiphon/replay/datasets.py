@@ -131,11 +131,15 @@ def make_mixed_dataset(
     num_parallel_calls: int = 1,
     rate_limiter_timeout_ms: int = -1,
     seed: int | None = None,
+    with_table_index: bool = False,
 ) -> tf.data.Dataset:
     """Like `make_reverb_dataset`, but each sample comes from table i with probability w_i / sum w.
 
     All tables must share one signature structure (e.g. agent replay and demonstrations in R2D3).
-    Mixing is per sample, so a batch's composition varies around the weights.
+    Mixing is per sample, so a batch's composition varies around the weights (Binomial(B, w_i)).
+    With `with_table_index` the elements are `(table_index [B] int32, ReplaySample)`, i the
+    position in `tables_and_weights` of the table each sample came from (priority updates go
+    back to that table: keys are only unique within one).
     """
     if not tables_and_weights:
         raise ValueError("tables_and_weights must name at least one table")
@@ -153,6 +157,11 @@ def make_mixed_dataset(
         )
         for table, _ in tables_and_weights
     ]
+    if with_table_index:
+        datasets = [
+            dataset.map(lambda sample, i=i: (tf.constant(i, tf.int32), sample))
+            for i, dataset in enumerate(datasets)
+        ]
     total = sum(weights)
     mixed = tf.data.Dataset.sample_from_datasets(
         datasets, weights=[w / total for w in weights], seed=seed

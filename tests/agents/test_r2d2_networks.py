@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from antiphon.agents.r2d2.networks import make_networks
+from antiphon.agents.r2d2.networks import make_recurrent_q_network
 from antiphon.environments import registry
 
 
@@ -23,7 +23,7 @@ def _episode(steps: int = 6):
 
 
 def test_unroll_equals_stepping_and_the_state_matters():
-    networks = make_networks(num_actions=7, lstm_size=32, torso_size=32)
+    networks = make_recurrent_q_network(num_actions=7, lstm_size=32, torso_size=32)
     observations = _episode()
     first = jax.tree_util.tree_map(lambda x: x[0], observations)
     params = networks.init(jax.random.PRNGKey(0), first, networks.initial_state(1))
@@ -43,7 +43,7 @@ def test_unroll_equals_stepping_and_the_state_matters():
 
 
 def test_batch_elements_do_not_mix():
-    networks = make_networks(num_actions=7, lstm_size=16, torso_size=16)
+    networks = make_recurrent_q_network(num_actions=7, lstm_size=16, torso_size=16)
     a, b = _episode(4), jax.tree_util.tree_map(lambda x: x[::-1], _episode(4))
     pair = jax.tree_util.tree_map(lambda x, y: np.concatenate([x, y], axis=1), a, b)
     first = jax.tree_util.tree_map(lambda x: x[0], a)

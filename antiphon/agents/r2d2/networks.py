@@ -8,8 +8,6 @@ Observations are the dict of `environments.minigrid` (image uint8 [7, 7, 3], dir
 mission int32 [16]); the LSTM state is (hidden, cell), each [B, lstm_size]. `unroll` runs a
 time-major sequence [T, B, ...] from a given state (the learner: burn-in and trace from the
 stored state); `step` one time step (the actor), returning the state it carries on with.
-
-Work in progress (issue 23): not yet used by a learner or an actor.
 """
 
 from __future__ import annotations
@@ -63,6 +61,12 @@ class DuelingHead(hk.Module):
         return value + advantage - jnp.mean(advantage, axis=-1, keepdims=True)
 
 
+def zero_state(lstm_size: int, batch_size: int = 1) -> hk.LSTMState:
+    """The LSTM state an episode (and every demonstration sequence) starts from."""
+    zeros = jnp.zeros((batch_size, lstm_size), jnp.float32)
+    return hk.LSTMState(hidden=zeros, cell=zeros)
+
+
 @dataclasses.dataclass(frozen=True)
 class R2D2Networks:
     """Pure functions of (params, ...):
@@ -79,7 +83,9 @@ class R2D2Networks:
     unroll: Callable
 
 
-def make_networks(num_actions: int, lstm_size: int = 256, torso_size: int = 256) -> R2D2Networks:
+def make_recurrent_q_network(
+    num_actions: int, lstm_size: int = 256, torso_size: int = 256
+) -> R2D2Networks:
     def core() -> tuple[GridTorso, hk.LSTM, DuelingHead]:
         return GridTorso(torso_size), hk.LSTM(lstm_size, name="lstm"), DuelingHead(num_actions)
 
@@ -98,12 +104,18 @@ def make_networks(num_actions: int, lstm_size: int = 256, torso_size: int = 256)
     unroll_t = hk.without_apply_rng(hk.transform(unroll_fn))
 
     def initial_state(batch_size: int) -> hk.LSTMState:
-        zeros = jnp.zeros((batch_size, lstm_size), jnp.float32)
-        return hk.LSTMState(hidden=zeros, cell=zeros)
+        return zero_state(lstm_size, batch_size)
 
     return R2D2Networks(
         init=step_t.init,
         initial_state=initial_state,
         step=step_t.apply,
         unroll=unroll_t.apply,
+    )
+
+
+def make_networks(env_spec, config) -> R2D2Networks:
+    """The agent's networks for `env_spec` (discrete actions) at the config's sizes."""
+    return make_recurrent_q_network(
+        int(env_spec.actions.num_values), lstm_size=config.lstm_size, torso_size=config.torso_size
     )
