@@ -322,13 +322,20 @@ class R2D2Learner(learners.OnlineLearner):
         )
 
         def update(state, batches):
-            def body(state, batch):
+            # The K steps are unrolled, not scanned: XLA:CPU runs the LSTM unroll ~10x slower
+            # inside an outer while loop (393 ms against 35 ms a step, gridworld preset).
+            num_steps = jax.tree_util.tree_leaves(batches)[0].shape[0]
+            all_metrics, all_priorities = [], []
+            for k in range(num_steps):
+                batch = jax.tree_util.tree_map(lambda x, k=k: x[k], batches)
                 state, metrics, priorities = step(state, batch)
-                return state, (metrics, priorities)
-
-            state, (metrics, priorities) = jax.lax.scan(body, state, batches)
-            metrics = jax.tree_util.tree_map(jnp.nanmean, metrics)
-            return state, metrics, learners.update_is_finite(state, metrics), priorities
+                all_metrics.append(metrics)
+                all_priorities.append(priorities)
+            metrics = jax.tree_util.tree_map(
+                lambda *values: jnp.nanmean(jnp.stack(values)), *all_metrics
+            )
+            finite = learners.update_is_finite(state, metrics)
+            return state, metrics, finite, jnp.stack(all_priorities)
 
         self._update_with_priorities = jax.jit(update)
         self._priority_updaters = dict(priority_updaters)
