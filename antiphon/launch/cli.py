@@ -495,15 +495,19 @@ def train(argv: list[str]) -> int:
         check_environment(builder_class, env_spec, args.env)
     except IncompatibleEnvironmentError as e:
         raise UsageError(str(e)) from None
-    # What only the agent can check against the environment (DiME: its teacher's snapshot).
+    # What only the agent can check against the environment (DiME: its teacher's snapshot;
+    # R2D3: its demonstrations).
     fit = getattr(builder_class, "check_environment_fit", None)
     if fit is not None:
         from antiphon.agents.snapshots import SnapshotError
+        from antiphon.environments.datasets import DatasetError
 
         try:
             fit(config, env_spec)
         except SnapshotError as e:
             raise UsageError(f"--teacher: {e}") from None
+        except DatasetError as e:  # R2D3: demonstrations that do not fit the environment
+            raise UsageError(f"--demos: {e}") from None
     dataset_info = None
     if offline:
         from antiphon.environments.datasets import DatasetError, prepare_for_specs
@@ -827,7 +831,8 @@ def _collect_parser() -> _Parser:
         "--policy",
         action="append",
         default=None,
-        help="random | RUN_DIR[@expert|@medium|@latest|@step=N] | replay:RUN_DIR[@medium|...]; "
+        help="random | babyai-bot (minigrid's BabyAI bot, babyai:<Level> only) | "
+        "RUN_DIR[@expert|@medium|@latest|@step=N] | replay:RUN_DIR[@medium|...]; "
         "repeat it for a mixed-quality file (--episodes from each policy, one after another)",
     )
     p.add_argument(
@@ -844,7 +849,12 @@ def _collect_parser() -> _Parser:
     )
     p.add_argument("--episodes", type=int, default=100, help="episodes per dataset")
     p.add_argument("--out", required=True, help="output file (or directory with --recipe)")
-    p.add_argument("--format", choices=["hdf5", "rlds", "npz"], default="hdf5")
+    p.add_argument(
+        "--format",
+        choices=["hdf5", "rlds", "npz"],
+        default=None,
+        help="default: npz for an --out ending in .npz, else hdf5",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--action-repeat", type=int, default=None, help="default: the run's, else 1")
     p.add_argument(
@@ -866,6 +876,21 @@ def _collect_parser() -> _Parser:
     return p
 
 
+def _collect_format(format: str | None, out: str | None) -> str:
+    """--format, or the format --out's suffix names (so `--out x.npz` writes an .npz that loads
+    back by its suffix); a --format that contradicts the suffix is refused."""
+    suffix = os.path.splitext(out)[1].lower() if out else ""
+    named = {".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5"}.get(suffix)
+    if format is None:
+        return named or "hdf5"
+    if named is not None and named != format:
+        raise UsageError(
+            f"--out {out} ends in {suffix} but --format is {format}; drop --format or change"
+            " the suffix"
+        )
+    return format
+
+
 def collect(argv: list[str]) -> int:
     args = _collect_parser().parse_args(argv)
     if (args.policy is None) == (args.recipe is None):
@@ -874,7 +899,10 @@ def collect(argv: list[str]) -> int:
     noises = args.action_noise or [0.1]
     if args.behaviour_policy and (
         args.recipe is not None
-        or any(policy == "random" or policy.startswith("replay:") for policy in policies)
+        or any(
+            policy in ("random", "babyai-bot") or policy.startswith("replay:")
+            for policy in policies
+        )
     ):
         raise UsageError("--behaviour-policy applies to a snapshot --policy (RUN_DIR[@WHICH]) only")
     if len(noises) not in (1, max(len(policies), 1)):
@@ -894,6 +922,7 @@ def collect(argv: list[str]) -> int:
         raise UsageError(f"--action-repeat must be >= 1 (got {args.action_repeat})")
     if any(noise < 0 for noise in noises):
         raise UsageError(f"--action-noise must be >= 0 (got {min(noises)})")
+    args.format = _collect_format(args.format, args.out if args.recipe is None else None)
 
     from antiphon.environments import UnknownEnvironmentError, validate_environment_name
     from antiphon.environments.datasets import DatasetError, save_dataset
@@ -956,11 +985,13 @@ def collect(argv: list[str]) -> int:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         save_dataset(dataset, path, args.format)
         summary = dataset.summary()
+        successes = dataset.metadata.get("episode_successes")
+        solved = f", {sum(successes)}/{len(successes)} successes" if successes else ""
         print(
             f"{path}: {summary['transitions']} transitions, {summary['episodes']} episodes, "
             f"return {summary['return_mean']:.1f} ± {summary['return_std']:.1f} "
             f"[{summary['return_min']:.1f}, {summary['return_max']:.1f}], "
-            f"{summary['terminals']} terminals, {summary['timeouts']} timeouts",
+            f"{summary['terminals']} terminals, {summary['timeouts']} timeouts{solved}",
         )
     return 0
 

@@ -63,9 +63,41 @@ def _plot_learner_panel(ax, learner_rows, columns: tuple[str, ...], title: str, 
     ax.legend(fontsize=6)
 
 
+def _success_rows(run_dirs: list[str]) -> dict[str, list[dict[str, str]]]:
+    """Evaluator rows of the runs that report a success rate (goal-reaching environments)."""
+    rows = {}
+    for run_dir in run_dirs:
+        path = os.path.join(run_dir, "logs", "evaluator.csv")
+        if os.path.exists(path):
+            with_success = [
+                r for r in _read_csv(path) if r.get("eval_success_rate") not in (None, "")
+            ]
+            if with_success:
+                rows[run_dir] = with_success
+    return rows
+
+
+def _plot_success_panel(ax, success_rows) -> None:
+    for run_dir, rows in success_rows.items():
+        name = os.path.basename(os.path.normpath(run_dir))
+        ax.plot(
+            _column(rows, "actor_steps"),
+            _column(rows, "eval_success_rate"),
+            marker="o",
+            markersize=3,
+            label=f"{name} evaluation",
+        )
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("environment steps (all actors)", fontsize=8)
+    ax.set_title("evaluation success rate", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+
+
 def plot_run(run_dirs: list[str], out_path: str | None = None) -> str:
-    """Plot evaluation return (mean ± std) and actor episode returns against actor steps, and
-    under them the learner's diagnostics that its log has (`LEARNER_PANELS`).
+    """Plot evaluation return (mean ± std) and actor episode returns against actor steps; the
+    evaluation success rate where the runs report one (MiniGrid, BabyAI); and under them the
+    learner's diagnostics that its log has (`LEARNER_PANELS`).
 
     Several run directories are overlaid (e.g. seeds or critic types). Returns the PNG path.
     """
@@ -77,15 +109,19 @@ def plot_run(run_dirs: list[str], out_path: str | None = None) -> str:
         for panel in LEARNER_PANELS
         if any(column in rows[0] for rows in learner_rows.values() for column in panel[1])
     ]
+    success_rows = _success_rows(run_dirs)
+    extra = 1 if success_rows else 0
     fig, axes = plt.subplots(
-        1 + len(panels),
+        1 + extra + len(panels),
         1,
-        figsize=(7, 4.5 + 2.5 * len(panels)),
+        figsize=(7, 4.5 + 2.5 * (extra + len(panels))),
         squeeze=False,
-        gridspec_kw={"height_ratios": [1.8] + [1.0] * len(panels)},
+        gridspec_kw={"height_ratios": [1.8] + [1.0] * (extra + len(panels))},
     )
     ax = axes[0, 0]
-    for panel_ax, (title, columns, scale) in zip(axes[1:, 0], panels, strict=True):
+    if success_rows:
+        _plot_success_panel(axes[1, 0], success_rows)
+    for panel_ax, (title, columns, scale) in zip(axes[1 + extra :, 0], panels, strict=True):
         _plot_learner_panel(panel_ax, learner_rows, columns, title, scale)
     plotted = False
     for run_dir in run_dirs:

@@ -291,7 +291,7 @@ class _Adder:
 
 
 class NStepTransitionAdder(_Adder):
-    """Writes one n-step `Transition` per environment step.
+    """Writes one n-step `Transition` per environment step, with one writer append per step.
 
     For step t (action a_t taken at o_t) with n' = min(n, steps left in the episode):
       reward   = sum_{k<n'} gamma^k (prod_{j<k} d_{t+j}) r_{t+k}
@@ -301,13 +301,17 @@ class NStepTransitionAdder(_Adder):
     transition of step t is written once step t+n-1 is done; at the end of the episode the last
     (shorter) transitions follow, so an episode of T steps yields exactly T items, in order of t.
 
-    Writer layout (one writer step per environment step; no data is stored twice):
-      step i: observation o_i | action a_i, extras_i | n_step_return, total_discount
-    `n_step_return`/`total_discount` are computed here (rewards and discounts of the last n steps
-    are kept in a small host-side buffer, never written raw) and appended into the step that holds
-    the transition's next observation. At episode end, the shorter transitions' computed values get
-    extra writer steps holding only those two columns. Items reference o_t, a_t, extras_t, the
-    computed pair and o_{t+n'} from the history.
+    Writer layout (`add_first` appends step 0; each `add` appends exactly one step, complete):
+      step 0: observation o_0
+      step i: observation o_i | action a_{i-1}, extras_{i-1} | n-step values of the transitions
+              whose next observation is o_i
+    The n-step values are computed here on the host, before the step is appended, from the
+    rewards and discounts of the last n steps (kept in a small buffer, never written raw). The
+    full-length transition t = i - n goes to columns `n_step_return`/`total_discount`; at the
+    episode end (step T) the shorter transitions t = T - k, k < n, go to columns
+    `n_step_return_k`/`total_discount_k` of that same step (a history cell holds one value, so
+    each needs its own column; no extra steps are appended). An item references o_t (step t), a_t
+    and extras_t (step t + 1), its two values and o_{t+n'} (step t + n'); no data is stored twice.
     """
 
     def __init__(
@@ -322,12 +326,20 @@ class NStepTransitionAdder(_Adder):
             raise ValueError(f"n_step must be >= 1, got {n_step}")
         if not 0.0 <= discount <= 1.0:
             raise ValueError(f"discount must be in [0, 1], got {discount}")
-        # Items span steps first..first+n, and at episode end up to n-1 extra steps follow.
+        # Items span the n + 1 writer steps t..t+n; the writer keeps 2n + 1 alive, as it always
+        # has (and as benchmarks/adder_efficiency.py's bare writer does).
         super().__init__(client, priority_fns, 2 * n_step + 1, max_in_flight_items)
         self._n = n_step
         self._gamma = float(discount)
         self._rewards: collections.deque = collections.deque(maxlen=n_step)
-        self._t = 0  # index of the writer step holding the latest observation
+        # Column names of the n-step values of a transition of length k (index k, 1..n).
+        self._value_columns = [("", "")] + [
+            (f"n_step_return_{k}", f"total_discount_{k}") for k in range(1, n_step)
+        ]
+        self._value_columns.append(("n_step_return", "total_discount"))
+        # `writer.history`, kept while no new column appears: building it costs more than the
+        # rest of an item's Python work, and its column objects are the writer's own, live ones.
+        self._history: Any = None
 
     @staticmethod
     def signature(env_spec: EnvironmentSpec, extras_spec: NestedSpec = ()) -> Transition:
@@ -343,46 +355,51 @@ class NStepTransitionAdder(_Adder):
         )
 
     def _add_first(self, timestep: dm_env.TimeStep) -> None:
-        self._append({"observation": _to_numpy(timestep.observation)}, partial=True)
-        self._t = 0
+        self._append({"observation": _as_numpy(timestep.observation)}, partial=False)
 
     def _add(self, action: NestedArray, next_timestep: dm_env.TimeStep, extras: Any) -> None:
         self._has_extras = _has_leaves(extras)
-        step = {"action": action}
+        self._rewards.append(_reward_discount(next_timestep))
+        window = list(self._rewards)
+        # Lengths n' of the transitions whose next observation is this step's, in order of t.
+        if next_timestep.last():
+            lengths: Any = range(len(window), 0, -1)
+        elif len(window) == self._n:
+            lengths = (self._n,)
+        else:
+            lengths = ()
+        step = {"observation": _as_numpy(next_timestep.observation), "action": action}
         if self._has_extras:
             step["extras"] = extras
+        for k in lengths:
+            return_column, discount_column = self._value_columns[k]
+            step[return_column], step[discount_column] = self._n_step_return(window[-k:])
         self._append(step, partial=False)
-        self._append({"observation": _to_numpy(next_timestep.observation)}, partial=True)
-        self._t += 1
-        self._rewards.append((np.asarray(next_timestep.reward), np.asarray(next_timestep.discount)))
-        full = len(self._rewards) == self._n
-        if full:
-            self._write(self._t - self._n, list(self._rewards), into_open_step=True)
-        if next_timestep.last():
-            self._append({}, partial=False)  # close the final observation's step
-            pending = list(self._rewards)[1:] if full else list(self._rewards)
-            for i in range(len(pending)):
-                self._write(self._t - len(pending) + i, pending[i:], into_open_step=False)
+        if self._history is None or not step.keys() <= self._history.keys():
+            self._history = self._writer.history  # first step, or this step added a column
+        for k in lengths:
+            self._write(self._history, k)
 
-    def _write(self, first: int, rewards_discounts: list, into_open_step: bool) -> None:
-        n_return, total_discount = self._n_step_return(rewards_discounts)
-        self._append(
-            {"n_step_return": n_return, "total_discount": total_discount}, partial=into_open_step
+    def _write(self, history: Any, k: int) -> None:
+        """Create the item of the length-k transition whose next observation is the last step's."""
+        return_column, discount_column = self._value_columns[k]
+        self._create_item(
+            Transition(
+                observation=_back(history["observation"], k + 1),
+                action=_back(history["action"], k),
+                reward=history[return_column][-1],
+                discount=history[discount_column][-1],
+                next_observation=_back(history["observation"], 1),
+                extras=_back(history["extras"], k) if self._has_extras else (),
+            )
         )
-        history = self._writer.history
-        transition = Transition(
-            observation=_at(history["observation"], first),
-            action=_at(history["action"], first),
-            reward=history["n_step_return"][-1],
-            discount=history["total_discount"][-1],
-            next_observation=_at(history["observation"], first + len(rewards_discounts)),
-            extras=_at(history["extras"], first) if self._has_extras else (),
-        )
-        self._create_item(transition)
 
     def _n_step_return(self, rewards_discounts: list) -> tuple[np.ndarray, np.ndarray]:
-        n_return = 0.0
-        weight = np.float64(1.0)  # gamma^k prod_{j<k} d_j
+        # Scalar rewards and discounts arrive as Python floats: the same IEEE double operations,
+        # in the same order, as with numpy float64 scalars, at a fraction of the cost. Array
+        # rewards keep numpy arithmetic from a float64 weight.
+        n_return: Any = 0.0
+        weight: Any = 1.0 if type(rewards_discounts[0][0]) is float else np.float64(1.0)
         for reward, discount in rewards_discounts:
             n_return = n_return + weight * reward
             weight = weight * self._gamma * discount
@@ -390,7 +407,27 @@ class NStepTransitionAdder(_Adder):
 
     def _reset_state(self) -> None:
         self._rewards.clear()
-        self._t = 0
+        self._history = None  # after a reconnect it would be the old writer's
+
+
+def _as_numpy(x: NestedArray) -> NestedArray:
+    """`_to_numpy` with a shortcut for the common case of one array."""
+    return x if type(x) is np.ndarray else _to_numpy(x)
+
+
+def _reward_discount(timestep: dm_env.TimeStep) -> tuple[Any, Any]:
+    """(reward, discount) of a timestep: Python floats when both are scalars, else arrays."""
+    reward, discount = np.asarray(timestep.reward), np.asarray(timestep.discount)
+    if reward.ndim == 0 and discount.ndim == 0:
+        return float(reward), float(discount)
+    return reward, discount
+
+
+def _back(column: Any, k: int) -> Any:
+    """The cell(s) k writer steps back in a (nested) history column (1: the last step)."""
+    if not tree.is_nested(column):
+        return column[-k]
+    return tree.map_structure(lambda c: c[-k], column)
 
 
 # --------------------------------------------------------------------------------------------

@@ -114,8 +114,11 @@ def dataset_path(tmp_path_factory) -> str:
 
 def _base(agent: str, run_dir: str, dataset: str) -> list[str]:
     argv = ["train", "--agent", agent, "--steps", "10", "--no-progress", "--run-dir", run_dir]
-    if get_builder_class(agent).offline:
+    builder = get_builder_class(agent)
+    if builder.offline:
         return argv + ["--dataset", dataset]
+    if "continuous" not in builder.action_kinds:  # R2D2: a gridworld it can act in
+        return argv + ["--env", "minigrid:MiniGrid-Empty-5x5-v0"]
     return argv + ["--env", "dmc:cartpole-swingup"]
 
 
@@ -193,12 +196,16 @@ def test_every_option_is_walked():
 
 COLLECT_OPTIONS: dict[str, list[list[str]]] = {
     "--env": [["--env", "dmc:nosuch-task"]],
-    "--policy": [["--policy", "/no/such/run@expert"], ["--policy", "random", "--recipe", "x"]],
+    "--policy": [
+        ["--policy", "/no/such/run@expert"],
+        ["--policy", "random", "--recipe", "x"],
+        ["--policy", "babyai-bot"],  # on dmc: the bot needs a BabyAI level
+    ],
     "--recipe": [["--recipe", "/no/such/run"]],
     "--only": [["--only", "medium"]],  # without --recipe
     "--episodes": [["--episodes", "x"], ["--episodes", "0"]],
     "--out": [["--out", "EXISTING"]],  # exists, no --overwrite
-    "--format": [["--format", "csv"]],
+    "--format": [["--format", "csv"], ["--format", "npz"]],  # npz, but --out ends in .hdf5
     "--seed": [["--seed", "x"], ["--seed", "-1"]],
     "--action-repeat": [["--action-repeat", "x"], ["--action-repeat", "0"]],
     "--action-noise": [["--action-noise", "x"], ["--action-noise", "-0.1"]],

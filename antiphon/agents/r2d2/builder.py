@@ -83,6 +83,14 @@ class PrioritisedSequences(Iterator[Any]):
             updater.close()
 
 
+def check_environment_fit(config: R2D2Config, env_spec: EnvironmentSpec) -> None:
+    """Before anything is written: R2D3's demonstrations must load and fit the environment's
+    observations and actions (DatasetError, one line, otherwise); so must a file named with
+    rho = 0, which R2D2 does not sample from."""
+    if config.demos:
+        R2D2Builder(config).load_demonstrations(env_spec)
+
+
 class R2D2Builder(Builder):
     name = "r2d2"
     config_class = R2D2Config
@@ -91,6 +99,7 @@ class R2D2Builder(Builder):
     acting_module = acting
     observation_kinds = (DICT_OBSERVATIONS,)
     action_kinds = (DISCRETE_ACTIONS,)
+    check_environment_fit = staticmethod(check_environment_fit)
 
     # ---- data
     def signature(self, env_spec: EnvironmentSpec):
@@ -114,8 +123,10 @@ class R2D2Builder(Builder):
             lambda s: (tuple(s.shape), np.dtype(s.dtype)), env_spec.observations
         )
 
+        layout = dataset.metadata.get("observation_layout")  # None: the default 7x7 view
+
         def to_observation(row: np.ndarray):
-            return unflatten_observations(row)
+            return unflatten_observations(row, layout)
 
         try:
             got = jax.tree_util.tree_map(

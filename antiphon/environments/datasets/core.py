@@ -418,7 +418,7 @@ DECIDED_BY_DEFAULT = "default for non-antiphon data"
 
 # `policy["kind"]` values `antiphon collect` writes (collect.py): how older antiphon datasets,
 # written before `action_units` existed, are recognised.
-ANTIPHON_POLICY_KINDS = ("random", "snapshot", "replay", "mixture")
+ANTIPHON_POLICY_KINDS = ("random", "snapshot", "replay", "mixture", "babyai-bot")
 
 
 def is_antiphon_dataset(metadata: Mapping[str, Any]) -> bool:
