@@ -223,3 +223,24 @@ def test_demonstrations_that_do_not_fit_are_refused_in_one_line(demos, tmp_path,
     code = cli.main([*argv, "--env", "gym:CartPole-v1", "--demos", demos, "--demo-ratio", "0.1"])
     assert code == 2
     assert not (tmp_path / "r").exists()
+
+
+def test_a_resumed_replay_keeps_the_demonstrations_and_is_not_filled_again(demos, tmp_path):
+    spec = make_environment_spec(make_environment(ENV, seed=0))
+    builder = R2D2Builder(config(demos))
+    checkpoints = str(tmp_path / "replay")
+    server = tables.start_server(builder.make_replay_tables(spec), checkpoint_dir=checkpoints)
+    client = reverb.Client(f"localhost:{server.port}")
+    filled = builder.fill_demonstrations(client, spec)
+    keys = set(_table_keys(f"localhost:{server.port}", DEMO_TABLE, 2000))
+    tables.checkpoint(client)
+    server.stop()
+    # The run comes back (same command, same run_dir): the replay loads its checkpoint.
+    server = tables.start_server(builder.make_replay_tables(spec), checkpoint_dir=checkpoints)
+    try:
+        client = reverb.Client(f"localhost:{server.port}")
+        assert client.server_info()[DEMO_TABLE].current_size == filled
+        assert builder.fill_demonstrations(client, spec) == filled
+        assert set(_table_keys(f"localhost:{server.port}", DEMO_TABLE, 2000)) == keys
+    finally:
+        server.stop()
