@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 NUM_DIRECTIONS = 4
+OBJECT_CODES, COLOUR_CODES, STATE_CODES = 11, 6, 3  # minigrid.core.constants
 MISSION_VOCABULARY = 128  # environments.minigrid.MISSION_VOCABULARY (0 pads)
 
 
@@ -32,8 +33,17 @@ class GridTorso(hk.Module):
         self._mission_embedding = mission_embedding
 
     def __call__(self, observation: dict) -> jax.Array:
-        # MiniGrid's cells are small integer codes (object < 11, colour < 6, state < 3).
-        image = observation["image"].astype(jnp.float32) / 10.0
+        # MiniGrid's cells are integer codes (object < 11, colour < 6, state < 3): one-hot, so
+        # a key (5) and a ball (6) differ as much as a wall and the goal do.
+        image = observation["image"].astype(jnp.int32)
+        image = jnp.concatenate(
+            [
+                jax.nn.one_hot(image[..., 0], OBJECT_CODES),
+                jax.nn.one_hot(image[..., 1], COLOUR_CODES),
+                jax.nn.one_hot(image[..., 2], STATE_CODES),
+            ],
+            axis=-1,
+        )
         x = jax.nn.relu(hk.Conv2D(16, 2, padding="VALID")(image))
         x = jax.nn.relu(hk.Conv2D(32, 2, padding="VALID")(x))
         x = jax.nn.relu(hk.Conv2D(64, 2, padding="VALID")(x))
