@@ -37,9 +37,17 @@ def bootstrap_interval(values, num_resamples: int = 10_000, seed: int = 0) -> tu
     return float(low), float(high)
 
 
-def read_run(run_dir: str, target: float | None) -> dict:
+def read_run(run_dir: str, target: float | None, metric: str = "eval_return_mean") -> dict:
+    """One run's evaluations; `metric` is the column read as its "return" (for goal-reaching
+    tasks `eval_success_rate`)."""
     with open(os.path.join(run_dir, "logs", "evaluator.csv")) as f:
-        rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        rows = [
+            {k: float(v) if v not in (None, "") else float("nan") for k, v in r.items()}
+            for r in csv.DictReader(f)
+        ]
+    if metric != "eval_return_mean":
+        for r in rows:
+            r["eval_return_mean"] = r.get(metric, float("nan"))
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
     random_path = os.path.join(run_dir, "random_policy.json")
@@ -64,10 +72,15 @@ def read_run(run_dir: str, target: float | None) -> dict:
     }
 
 
-def report(groups: dict[str, list[str]], target: float | None, name: str) -> dict:
+def report(
+    groups: dict[str, list[str]],
+    target: float | None,
+    name: str,
+    metric: str = "eval_return_mean",
+) -> dict:
     summary = {}
     for label, run_dirs in groups.items():
-        runs = [read_run(d, target) for d in run_dirs]
+        runs = [read_run(d, target, metric) for d in run_dirs]
         finals = [r["final_return"] for r in runs]
         low, high = bootstrap_interval(finals)
         summary[label] = {
@@ -77,12 +90,12 @@ def report(groups: dict[str, list[str]], target: float | None, name: str) -> dic
             "runs": runs,
         }
     lines = [
-        f"| method | seeds | final eval return, mean [95 % CI] | per seed | env steps to "
+        f"| method | seeds | final {metric}, mean [95 % CI] | per seed | env steps to "
         f"{target} | wall s to {target} |",
         "|---|---|---|---|---|---|",
     ]
     for label, s in summary.items():
-        per_seed = ", ".join(f"{r['final_return']:.0f}" for r in s["runs"])
+        per_seed = ", ".join(f"{r['final_return']:.3g}" for r in s["runs"])
         steps = ", ".join(
             str(int(r["target_reached_at_env_steps"]))
             if r["target_reached_at_env_steps"] is not None
@@ -97,7 +110,7 @@ def report(groups: dict[str, list[str]], target: float | None, name: str) -> dic
         )
         lo, hi = s["final_return_ci95"]
         lines.append(
-            f"| {label} | {s['seeds']} | {s['final_return_mean']:.1f} [{lo:.1f}, {hi:.1f}]"
+            f"| {label} | {s['seeds']} | {s['final_return_mean']:.3g} [{lo:.3g}, {hi:.3g}]"
             f" | {per_seed} | {steps} | {walls} |"
         )
     table = "\n".join(lines)
@@ -105,6 +118,7 @@ def report(groups: dict[str, list[str]], target: float | None, name: str) -> dic
         {
             "benchmark": name,
             "target": target,
+            "metric": metric,
             "groups": summary,
             "machine": machine(),
             "git": git_commit(),
@@ -128,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     report_p = sub.add_parser("report")
     report_p.add_argument("--target", type=float, default=None)
     report_p.add_argument("--name", default="learning")
+    report_p.add_argument(
+        "--metric", default="eval_return_mean", help="evaluator column (e.g. eval_success_rate)"
+    )
     report_p.add_argument("groups", nargs="+", help="label=GLOB of run directories")
     if "--" in argv:
         split = argv.index("--")
@@ -159,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         groups[label] = sorted(glob.glob(pattern))
         if not groups[label]:
             parser.error(f"no run directories match {pattern}")
-    report(groups, args.target, args.name)
+    report(groups, args.target, args.name, args.metric)
     return 0
 
 
