@@ -98,8 +98,16 @@ class Builder:
         return 1
 
     def make_actor(
-        self, policy, key: jax.Array, variable_source, adder=None, evaluation: bool = True
+        self,
+        policy,
+        key: jax.Array,
+        variable_source,
+        adder=None,
+        evaluation: bool = True,
+        **actor_options: Any,
     ) -> GenericActor:
+        """`actor_options`: GenericActor's, for a subclass whose actor needs more (R2D2's
+        recurrent state)."""
         return make_actor(
             policy,
             key,
@@ -107,6 +115,7 @@ class Builder:
             self.variable_names(evaluation),
             update_period=self.variable_update_period(evaluation),
             adder=adder,
+            **actor_options,
         )
 
 

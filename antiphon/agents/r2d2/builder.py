@@ -18,7 +18,7 @@ import dm_env
 import jax
 import numpy as np
 
-from antiphon.agents.builders import Builder, make_actor
+from antiphon.agents.builders import Builder, NStepTransitionBuilder
 from antiphon.agents.compatibility import DICT_OBSERVATIONS, DISCRETE_ACTIONS
 from antiphon.agents.r2d2 import acting, learning
 from antiphon.agents.r2d2 import networks as r2d2_networks
@@ -288,18 +288,17 @@ class R2D2Builder(Builder):
         )[actor_id]
         return acting.make_policy(networks, epsilon=epsilon)
 
-    def variable_update_period(self, evaluation: bool) -> int:
-        return 1 if evaluation else self.config.variable_update_period
+    # Actors pull every `variable_update_period` steps, evaluators every step (as D4PG, MPO).
+    variable_update_period = NStepTransitionBuilder.variable_update_period
 
     def make_actor(self, policy, key: jax.Array, variable_source, adder=None, evaluation=True):
         lstm_size = self.config.lstm_size
-        return make_actor(
+        return super().make_actor(
             policy,
             key,
             variable_source,
-            self.variable_names(evaluation),
-            update_period=self.variable_update_period(evaluation),
             adder=adder,
+            evaluation=evaluation,
             initial_state=lambda: r2d2_networks.zero_state(lstm_size),
             state_extras=acting.core_state_extras if adder is not None else None,
         )
