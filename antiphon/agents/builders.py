@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import jax
 
 from antiphon.agents import actor_critic, config_checks, offline
-from antiphon.agents.actors import GenericActor
+from antiphon.agents.actors import GenericActor, VectorActor, vectorise_policy
 from antiphon.agents.compatibility import CONTINUOUS_ACTIONS, VECTOR_OBSERVATIONS
 from antiphon.core.types import EnvironmentSpec, Transition
 from antiphon.core.variables import VariableClient
@@ -97,6 +97,11 @@ class Builder:
         """Actor steps between parameter pulls."""
         return 1
 
+    def actor_options(self, with_adder: bool) -> dict[str, Any]:
+        """GenericActor / VectorActor options an agent's actor needs beyond the policy (R2D2's
+        `initial_state` and, when it writes experience, `state_extras`)."""
+        return {}
+
     def make_actor(
         self,
         policy,
@@ -104,10 +109,7 @@ class Builder:
         variable_source,
         adder=None,
         evaluation: bool = True,
-        **actor_options: Any,
     ) -> GenericActor:
-        """`actor_options`: GenericActor's, for a subclass whose actor needs more (R2D2's
-        recurrent state)."""
         return make_actor(
             policy,
             key,
@@ -115,7 +117,36 @@ class Builder:
             self.variable_names(evaluation),
             update_period=self.variable_update_period(evaluation),
             adder=adder,
-            **actor_options,
+            **self.actor_options(with_adder=adder is not None),
+        )
+
+    def make_vector_actor_policy(self, networks, stream_ids: list[int], num_streams: int):
+        """The batched behaviour policy of the streams `stream_ids` (one per environment) out of
+        `num_streams` in the program. The same policy for each unless an agent's exploration
+        differs per stream (R2D2's epsilon ladder overrides this)."""
+        return vectorise_policy(self.make_actor_policy(networks, stream_ids[0], num_streams))
+
+    def make_vector_actor(
+        self,
+        batched_policy,
+        keys: list[jax.Array],
+        variable_source,
+        adders: list | None = None,
+        evaluation: bool = True,
+    ) -> VectorActor:
+        """A VectorActor over len(keys) environments, pulling as `make_actor` does."""
+        client = VariableClient(
+            variable_source,
+            self.variable_names(evaluation),
+            update_period=self.variable_update_period(evaluation),
+        )
+        client.update(wait=True)
+        return VectorActor(
+            batched_policy,
+            keys,
+            client,
+            adders=adders,
+            **self.actor_options(with_adder=adders is not None),
         )
 
 

@@ -159,3 +159,154 @@ def _environment_steps(environment: dm_env.Environment) -> int | None:
         return int(environment.environment_steps)
     except AttributeError:
         return None
+
+
+class VectorEnvironmentLoop:
+    """Acts in E environments at once with a VectorActor: one batched policy call per step.
+
+    Each environment runs its own episodes; when one ends it is logged and counted exactly as
+    EnvironmentLoop logs and counts an episode, and that environment is reset for the next.
+    `vector_environment` is an `antiphon.environments.vector` environment (or anything with
+    its `num_envs`, `reset(i)`, `step(indices, actions)`, `info(i)`). `observers[i]` are
+    environment i's observers (called with `env=None`: the environment may be in another
+    process).
+    """
+
+    def __init__(
+        self,
+        vector_environment: Any,
+        actor: Any,
+        counter: Counter | None = None,
+        logger: Logger | None = None,
+        should_update: bool = True,
+        label: str = "environment",
+        observers: Sequence[Sequence[EnvLoopObserver]] = (),
+    ):
+        self._environments = vector_environment
+        self._observers = [list(o) for o in observers] or [
+            [] for _ in range(vector_environment.num_envs)
+        ]
+        if len(self._observers) != vector_environment.num_envs:
+            raise ValueError("give one list of observers per environment")
+        self._actor = actor
+        self._counter = counter if counter is not None else Counter()
+        self._logger = logger if logger is not None else make_logger(label, None)
+        self._should_update = should_update
+        self._label = label
+        self._timesteps: list[dm_env.TimeStep | None] = [None] * vector_environment.num_envs
+        self._episodes: list[dict[str, Any]] = [{} for _ in range(vector_environment.num_envs)]
+
+    @property
+    def num_envs(self) -> int:
+        return self._environments.num_envs
+
+    def _start(self, index: int) -> None:
+        timestep = self._environments.reset(index)
+        self._timesteps[index] = timestep
+        self._episodes[index] = {
+            "start": time.monotonic(),
+            "steps_before": self._environments.info(index).get("environment_steps"),
+            "length": 0,
+            "return": None,
+        }
+        self._actor.observe_first(index, timestep)
+        for observer in self._observers[index]:
+            observer.observe_first(None, timestep)
+
+    def _finish(self, index: int) -> dict[str, Any]:
+        episode = self._episodes[index]
+        info = self._environments.info(index)
+        steps_after = info.get("environment_steps")
+        if episode["steps_before"] is None or steps_after is None:
+            environment_steps = episode["length"]
+        else:
+            environment_steps = steps_after - episode["steps_before"]
+        counts = self._counter.increment(episodes=1, steps=environment_steps)
+        duration = time.monotonic() - episode["start"]
+        result: dict[str, Any] = {
+            "episode_length": episode["length"],
+            "environment_steps": environment_steps,
+            **_episode_returns(episode["return"], self._environments.objectives),
+            # Per environment, so E environments together run E times this.
+            "steps_per_second": environment_steps / max(duration, 1e-9),
+            "environment_index": index,
+        }
+        if "episode_success" in info:
+            result["episode_success"] = float(info["episode_success"])
+        for observer in self._observers[index]:
+            result.update(observer.get_metrics())
+        result.update(counts)
+        self._logger.write(result)
+        self._timesteps[index] = None
+        return result
+
+    def step(self, start_new: Sequence[bool] | bool = True) -> list[dict[str, Any]]:
+        """One batched step of every running environment (environments that are not running
+        start an episode first where `start_new` allows). Returns the results of the episodes
+        that ended at this step."""
+        wanted = [start_new] * self.num_envs if isinstance(start_new, bool) else list(start_new)
+        for i in range(self.num_envs):
+            if self._timesteps[i] is None and wanted[i]:
+                self._start(i)
+        indices = [i for i in range(self.num_envs) if self._timesteps[i] is not None]
+        if not indices:
+            return []
+        observations = [self._timesteps[i].observation for i in indices]
+        actions = self._actor.select_actions(indices, observations)
+        per_env = [actions[p] for p in range(len(indices))]
+        timesteps = self._environments.step(indices, per_env)
+        finished = []
+        for i, action, timestep in zip(indices, per_env, timesteps, strict=True):
+            self._actor.observe(i, action, next_timestep=timestep)
+            for observer in self._observers[i]:
+                observer.observe(None, timestep, action)
+            episode = self._episodes[i]
+            episode["length"] += 1
+            episode["return"] = _add_rewards(episode["return"], timestep.reward)
+            self._timesteps[i] = timestep
+            if timestep.last():
+                finished.append(self._finish(i))
+        if self._should_update:
+            self._actor.update(wait=False)
+        return finished
+
+    def run_episodes(self, num_episodes: int, stop_event: threading.Event | None = None):
+        """Exactly `num_episodes` episodes over the E environments (none started beyond that);
+        returns their results in the order they ended. Episodes still running from earlier
+        calls are abandoned first, so each call starts from fresh resets."""
+        self._timesteps = [None] * self.num_envs
+        results: list[dict[str, Any]] = []
+        started = 0
+        while len(results) < num_episodes:
+            if stop_event is not None and stop_event.is_set():
+                break
+            allow = []
+            for i in range(self.num_envs):
+                starts = self._timesteps[i] is None and started < num_episodes
+                started += int(starts)
+                allow.append(starts)
+            results.extend(self.step(allow))
+        return results
+
+    def run(
+        self,
+        num_episodes: int | None = None,
+        num_steps: int | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> int:
+        """Steps until `num_episodes` episodes have ended or `num_steps` environment steps were
+        run (counted at episode ends, as EnvironmentLoop does), or `stop_event` is set."""
+        if num_episodes is not None and num_steps is not None:
+            raise ValueError("give num_episodes or num_steps, not both")
+        episodes = steps = 0
+        while True:
+            if stop_event is not None and stop_event.is_set():
+                break
+            if num_episodes is not None and episodes >= num_episodes:
+                break
+            if num_steps is not None and steps >= num_steps:
+                break
+            for result in self.step():
+                episodes += 1
+                steps += result["episode_length"]
+        return steps

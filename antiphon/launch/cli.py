@@ -139,6 +139,25 @@ def _train_parser(config_class=None) -> _Parser:
     )
     p.add_argument("--actors", type=int, default=1, help="number of actors (default 1)")
     p.add_argument(
+        "--envs-per-actor",
+        type=int,
+        default=1,
+        help="environments each actor steps with one batched policy call (default 1)",
+    )
+    p.add_argument(
+        "--env-backend",
+        choices=("serial", "subprocess"),
+        default="serial",
+        help="with --envs-per-actor > 1: step the environments in the actor's process (serial) "
+        "or in worker processes (subprocess)",
+    )
+    p.add_argument(
+        "--env-workers",
+        type=int,
+        default=0,
+        help="subprocess backend: worker processes per actor (default 0: one per environment)",
+    )
+    p.add_argument(
         "--steps",
         type=int,
         default=100_000,
@@ -425,8 +444,10 @@ def train(argv: list[str]) -> int:
                 f"agent '{known.agent}' trains offline: give --dataset PATH "
                 "(record one with `antiphon collect`)"
             )
-        if args.actors != 1 or args.record_episodes:
-            raise UsageError("--actors and --record-episodes are for online agents")
+        if args.actors != 1 or args.record_episodes or args.envs_per_actor != 1:
+            raise UsageError(
+                "--actors, --envs-per-actor and --record-episodes are for online agents"
+            )
         args.env, args.action_repeat, dataset = _check_dataset(
             args.dataset, args.env, args.action_repeat
         )
@@ -442,6 +463,10 @@ def train(argv: list[str]) -> int:
         args.action_repeat = 1
     if args.actors < 1:
         raise UsageError(f"--actors must be >= 1 (got {args.actors})")
+    if args.envs_per_actor < 1:
+        raise UsageError(f"--envs-per-actor must be >= 1 (got {args.envs_per_actor})")
+    if args.env_workers < 0:
+        raise UsageError(f"--env-workers must be >= 0 (got {args.env_workers})")
     if args.steps < 1:
         raise UsageError(f"--steps must be >= 1 (got {args.steps})")
     if args.action_repeat < 1:
@@ -618,6 +643,9 @@ def train(argv: list[str]) -> int:
             print_logs=args.print_logs,
             record_episodes=args.record_episodes,
             objectives=objectives,
+            envs_per_actor=args.envs_per_actor,
+            env_backend=args.env_backend,
+            env_workers=args.env_workers,
         )
         program = experiments.build_online_program(builder, experiment, env_spec)
     what = (

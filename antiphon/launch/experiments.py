@@ -13,6 +13,7 @@ Every node takes only handles and plain values, so the same graph runs on any la
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import threading
@@ -22,12 +23,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from antiphon.agents.actors import UniformRandomActor
+from antiphon.agents.actors import UniformRandomActor, vectorise_policy
 from antiphon.agents.learners import DivergenceError
 from antiphon.core import checkpointing
 from antiphon.core.counting import Counter
 from antiphon.core.logging import NoOpLogger, make_logger
-from antiphon.core.loop import EnvironmentLoop
+from antiphon.core.loop import EnvironmentLoop, VectorEnvironmentLoop
 from antiphon.core.types import EnvironmentSpec, make_environment_spec
 from antiphon.launch import program as lp
 
@@ -87,6 +88,13 @@ class OnlineExperiment:
     # "action_cost"); None: the environment's own scalar reward.
     objectives: tuple[str, ...] | None = None
 
+    # Environments per actor (a VectorActor: one batched policy call steps all of them) and how
+    # they are stepped: "serial" in the actor's process, or "subprocess" over `env_workers`
+    # processes (0: one per environment). The evaluator runs min(E, eval_episodes) at once.
+    envs_per_actor: int = 1
+    env_backend: str = "serial"
+    env_workers: int = 0
+
     # The step count that limits the run and schedules evaluations.
     step_key = "actor_steps"
 
@@ -132,6 +140,36 @@ def _make_env(experiment: OnlineExperiment | OfflineExperiment, seed: int):
         action_repeat=experiment.action_repeat,
         objectives=getattr(experiment, "objectives", None),
     )
+
+
+def _env_factory(experiment: OnlineExperiment | OfflineExperiment, seed: int):
+    """A picklable factory of `_make_env(experiment, seed)` (for subprocess environments)."""
+    from antiphon.environments import make_environment
+
+    return functools.partial(
+        make_environment,
+        experiment.environment,
+        seed=seed,
+        action_repeat=experiment.action_repeat,
+        objectives=getattr(experiment, "objectives", None),
+    )
+
+
+def _make_vector_env(experiment: OnlineExperiment | OfflineExperiment, seeds: list[int]):
+    from antiphon.environments.vector import make_vector_environment
+
+    return make_vector_environment(
+        [_env_factory(experiment, seed) for seed in seeds],
+        backend=getattr(experiment, "env_backend", "serial"),
+        num_workers=getattr(experiment, "env_workers", 0) or None,
+    )
+
+
+def _stream_seed(experiment: OnlineExperiment, actor_id: int, env_index: int) -> int:
+    """Environment `env_index` of actor `actor_id`: the seed of stream actor_id * E + env_index,
+    so with one environment per actor the seeds are those of earlier runs."""
+    stream = actor_id * experiment.envs_per_actor + env_index
+    return experiment.seed * 1000 + stream + 1
 
 
 def _logger(
@@ -457,53 +495,97 @@ class ActorNode:
     ):
         import reverb
 
-        seed = experiment.seed * 1000 + actor_id + 1
         self._experiment = experiment
-        environment = _make_env(experiment, seed)
-        env_spec = make_environment_spec(environment)
-        networks = builder.make_networks(env_spec)
-        policy = builder.make_actor_policy(networks, actor_id, experiment.num_actors)
-        adder = builder.make_adder(reverb.Client(replay_address))
-        self._adder = adder
-        actor = builder.make_actor(
-            policy, jax.random.PRNGKey(seed), learner, adder=adder, evaluation=False
-        )
         self._counter = counter
-        self._recorder = None
+        envs = experiment.envs_per_actor
+        seeds = [_stream_seed(experiment, actor_id, e) for e in range(envs)]
+        self._vector = envs > 1
+        self._recorders = []
         if experiment.record_episodes and experiment.run_dir:
             from antiphon.environments.datasets.recorder import EpisodeRecorder, episodes_dir
 
-            self._recorder = EpisodeRecorder(
-                os.path.join(episodes_dir(experiment.run_dir), f"actor_{actor_id}")
+            names = (
+                [f"actor_{actor_id}"]
+                if envs == 1
+                else [f"actor_{actor_id}_env_{e}" for e in range(envs)]
             )
-        self._loop = EnvironmentLoop(
-            environment,
-            actor,
-            counter=Counter(counter, "actor"),
-            logger=_logger(experiment, f"actor_{actor_id}", step_key="actor_steps"),
-            label=f"actor_{actor_id}",
-            observers=[self._recorder] if self._recorder is not None else (),
-        )
+            self._recorders = [
+                EpisodeRecorder(os.path.join(episodes_dir(experiment.run_dir), name))
+                for name in names
+            ]
+        logger = _logger(experiment, f"actor_{actor_id}", step_key="actor_steps")
+        if not self._vector:
+            environment = _make_env(experiment, seeds[0])
+            env_spec = make_environment_spec(environment)
+            networks = builder.make_networks(env_spec)
+            policy = builder.make_actor_policy(networks, actor_id, experiment.num_actors)
+            adder = builder.make_adder(reverb.Client(replay_address))
+            self._adders = [adder]
+            actor = builder.make_actor(
+                policy, jax.random.PRNGKey(seeds[0]), learner, adder=adder, evaluation=False
+            )
+            self._loop = EnvironmentLoop(
+                environment,
+                actor,
+                counter=Counter(counter, "actor"),
+                logger=logger,
+                label=f"actor_{actor_id}",
+                observers=self._recorders,
+            )
+        else:
+            self._environments = _make_vector_env(experiment, seeds)
+            env_spec = make_environment_spec(self._environments)
+            networks = builder.make_networks(env_spec)
+            policy = builder.make_vector_actor_policy(
+                networks,
+                [actor_id * envs + e for e in range(envs)],
+                experiment.num_actors * envs,
+            )
+            client = reverb.Client(replay_address)
+            self._adders = [builder.make_adder(client) for _ in range(envs)]
+            actor = builder.make_vector_actor(
+                policy,
+                [jax.random.PRNGKey(seed) for seed in seeds],
+                learner,
+                adders=self._adders,
+                evaluation=False,
+            )
+            self._loop = VectorEnvironmentLoop(
+                self._environments,
+                actor,
+                counter=Counter(counter, "actor"),
+                logger=logger,
+                label=f"actor_{actor_id}",
+                observers=[[r] for r in self._recorders] if self._recorders else (),
+            )
         self._stop = threading.Event()
 
     def run(self) -> None:
         try:
             while not self._stop.is_set():
-                result = self._loop.run_episode()
-                self._counter.report("actor_return", float(result["episode_return"]))
-                if self._recorder is not None:
-                    self._recorder.commit(int(result.get("steps", 0)))
-                if result.get("steps", 0) >= self._experiment.max_actor_steps:
-                    return
+                if self._vector:
+                    results = self._loop.step()
+                else:
+                    results = [self._loop.run_episode()]
+                for result in results:
+                    self._counter.report("actor_return", float(result["episode_return"]))
+                    if self._recorders:
+                        index = result.get("environment_index", 0)
+                        self._recorders[index].commit(int(result.get("steps", 0)))
+                    if result.get("steps", 0) >= self._experiment.max_actor_steps:
+                        return
         finally:
-            if self._recorder is not None:
-                self._recorder.flush()
+            for recorder in self._recorders:
+                recorder.flush()
+            if self._vector:
+                self._environments.close()
 
     def stop(self) -> None:
         self._stop.set()
-        interrupt = getattr(self._adder, "interrupt", None)
-        if callable(interrupt):  # a writer waiting for a lost replay gives up now
-            interrupt()
+        for adder in self._adders:
+            interrupt = getattr(adder, "interrupt", None)
+            if callable(interrupt):  # a writer waiting for a lost replay gives up now
+                interrupt()
 
 
 class EvaluatorNode:
@@ -534,17 +616,43 @@ class EvaluatorNode:
             logger=NoOpLogger(),
             label="evaluator",
         )
+        # With several environments per actor, the evaluator runs its episodes as many at once.
+        envs = min(getattr(experiment, "envs_per_actor", 1), experiment.eval_episodes)
+        self._vector_loop = None
+        if envs > 1:
+            seeds = [seed] + [10_000_000 + experiment.seed * 1000 + e for e in range(1, envs)]
+            self._vector_environment = _make_vector_env(experiment, seeds)
+            vector_actor = builder.make_vector_actor(
+                vectorise_policy(policy),
+                [jax.random.PRNGKey(s) for s in seeds],
+                learner,
+                evaluation=True,
+            )
+            self._actor = vector_actor
+            self._vector_loop = VectorEnvironmentLoop(
+                self._vector_environment,
+                vector_actor,
+                should_update=False,
+                logger=NoOpLogger(),
+                label="evaluator",
+            )
         self._stop = threading.Event()
         self._start = time.time()
+
+    def _episodes(self):
+        if self._vector_loop is not None:
+            return self._vector_loop.run_episodes(self._experiment.eval_episodes, self._stop)
+        return (
+            self._loop.run_episode()
+            for _ in range(self._experiment.eval_episodes)
+            if not self._stop.is_set()
+        )
 
     def evaluate(self) -> dict[str, float]:
         counts = self._counter.get_counts()
         self._actor.update(wait=True)
         returns, per_objective, successes = [], {}, []
-        for _ in range(self._experiment.eval_episodes):
-            if self._stop.is_set():
-                break
-            episode = self._loop.run_episode()
+        for episode in self._episodes():
             returns.append(float(episode["episode_return"]))
             if "episode_success" in episode:
                 successes.append(float(episode["episode_success"]))
@@ -634,6 +742,8 @@ class EvaluatorNode:
 
     def close(self) -> None:
         self._logger.close()
+        if self._vector_loop is not None:
+            self._vector_environment.close()
 
 
 # ------------------------------------------------------------------------------------------------

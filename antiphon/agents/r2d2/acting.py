@@ -32,6 +32,22 @@ def make_policy(networks, epsilon: float):
     return policy
 
 
+def make_vector_policy(networks, epsilons: list[float]):
+    """`make_policy` for E environments in one call, environment i exploring at `epsilons[i]`
+    (its place on the actors' epsilon ladder): `(params, observations[E], states[E], keys[E])`."""
+    epsilon_column = jnp.asarray(np.asarray(epsilons, np.float32))
+
+    def one(params, observation, state, key, epsilon):
+        return make_policy(networks, epsilon)(params, observation, state, key)
+
+    batched = jax.vmap(one, in_axes=(None, 0, 0, 0, 0))
+
+    def policy(params, observations, states, keys):
+        return batched(params, observations, states, keys, epsilon_column)
+
+    return policy
+
+
 def core_state_extras(state: hk.LSTMState) -> dict[str, Any]:
     """The per-step extras the sequence adder writes: the LSTM state before the step and the
     valid-action flag."""

@@ -291,14 +291,15 @@ class R2D2Builder(Builder):
     # Actors pull every `variable_update_period` steps, evaluators every step (as D4PG, MPO).
     variable_update_period = NStepTransitionBuilder.variable_update_period
 
-    def make_actor(self, policy, key: jax.Array, variable_source, adder=None, evaluation=True):
-        lstm_size = self.config.lstm_size
-        return super().make_actor(
-            policy,
-            key,
-            variable_source,
-            adder=adder,
-            evaluation=evaluation,
-            initial_state=lambda: r2d2_networks.zero_state(lstm_size),
-            state_extras=acting.core_state_extras if adder is not None else None,
+    def make_vector_actor_policy(self, networks, stream_ids: list[int], num_streams: int):
+        ladder = learning.epsilon_ladder(
+            num_streams, self.config.epsilon_base, self.config.epsilon_exponent
         )
+        return acting.make_vector_policy(networks, [ladder[i] for i in stream_ids])
+
+    def actor_options(self, with_adder: bool):
+        lstm_size = self.config.lstm_size
+        return {
+            "initial_state": lambda: r2d2_networks.zero_state(lstm_size),
+            "state_extras": acting.core_state_extras if with_adder else None,
+        }
