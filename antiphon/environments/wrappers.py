@@ -104,8 +104,21 @@ class ObservationFlattenWrapper(EnvironmentWrapper):
         leaves = _ordered_leaves(self._inner_spec, self._inner_spec)
         size = sum(_flat_size(spec) for _, spec in leaves)
         self._observation_spec = specs.Array((size,), np.float32, name="observations")
+        # The common case (DM Control): a flat mapping of arrays, read by key in spec order
+        # without walking the structure every step (the walk cost more than the physics).
+        self._flat_keys = (
+            list(self._inner_spec)
+            if isinstance(self._inner_spec, Mapping)
+            and self._inner_spec
+            and all(isinstance(v, specs.Array) for v in self._inner_spec.values())
+            else None
+        )
 
     def _flatten(self, observation: Any) -> np.ndarray:
+        if self._flat_keys is not None:
+            return np.concatenate(
+                [np.asarray(observation[key], np.float32).reshape(-1) for key in self._flat_keys]
+            )
         leaves = _ordered_leaves(observation, self._inner_spec)
         parts = [np.asarray(value, dtype=np.float32).reshape(-1) for value, _ in leaves]
         if not parts:
@@ -177,8 +190,23 @@ class CanonicalActionWrapper(EnvironmentWrapper):
         super().__init__(environment)
         self._inner_spec = environment.action_spec()
         self._action_spec = tree.map_structure(_canonical_spec, self._inner_spec)
+        # One rescalable array (the common case): its bounds as float64, read once.
+        self._bounds = None
+        if _is_rescalable(self._inner_spec):
+            low = np.asarray(self._inner_spec.minimum, dtype=np.float64)
+            high = np.asarray(self._inner_spec.maximum, dtype=np.float64)
+            self._bounds = (low, high - low)
 
     def step(self, action: Any) -> dm_env.TimeStep:
+        if self._bounds is not None:
+            # _scale_action's arithmetic, with the spec's bounds converted once.
+            low, span = self._bounds
+            clipped = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+            scaled = low + (clipped + 1.0) * 0.5 * span
+            spec = self._inner_spec
+            if scaled.shape != spec.shape:
+                scaled = np.broadcast_to(scaled, spec.shape)
+            return self._environment.step(scaled.astype(spec.dtype))
         scaled = tree.map_structure_up_to(self._inner_spec, _scale_action, action, self._inner_spec)
         return self._environment.step(scaled)
 
@@ -231,6 +259,14 @@ def _single_precision_value(value: Any) -> Any:
     return array.astype(np.float32)[()]
 
 
+def _single_precision(value: Any) -> Any:
+    """tree.map_structure(_single_precision_value, value), without the tree walk for the
+    common leaves (one array, a Python float, a numpy scalar)."""
+    if value is None or type(value) in (float, np.ndarray, np.float64, np.float32):
+        return _single_precision_value(value)
+    return tree.map_structure(_single_precision_value, value)
+
+
 class SinglePrecisionWrapper(EnvironmentWrapper):
     """float64 observations, rewards and discounts (values and specs) become float32.
 
@@ -242,18 +278,26 @@ class SinglePrecisionWrapper(EnvironmentWrapper):
     def __init__(self, environment: dm_env.Environment):
         super().__init__(environment)
         self._inner_action_spec = environment.action_spec()
+        spec = self._inner_action_spec
+        self._cast_float64_action = isinstance(spec, specs.Array) and spec.dtype == np.float64
+        self._plain_action = isinstance(spec, specs.Array)
 
     def _convert(self, timestep: dm_env.TimeStep) -> dm_env.TimeStep:
         return timestep._replace(
-            observation=tree.map_structure(_single_precision_value, timestep.observation),
-            reward=tree.map_structure(_single_precision_value, timestep.reward),
-            discount=tree.map_structure(_single_precision_value, timestep.discount),
+            observation=_single_precision(timestep.observation),
+            reward=_single_precision(timestep.reward),
+            discount=_single_precision(timestep.discount),
         )
 
     def reset(self) -> dm_env.TimeStep:
         return self._convert(self._environment.reset())
 
     def step(self, action: Any) -> dm_env.TimeStep:
+        if self._plain_action:  # one array spec: no structure to walk
+            if self._cast_float64_action:
+                action = np.asarray(action, dtype=np.float64)
+            return self._convert(self._environment.step(action))
+
         def cast(a: Any, spec: Any) -> Any:
             if isinstance(spec, specs.Array) and spec.dtype == np.float64:
                 return np.asarray(a, dtype=np.float64)

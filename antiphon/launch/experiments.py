@@ -482,7 +482,10 @@ class OfflineLearnerNode(LearnerNode):
 
 
 class ActorNode:
-    """One actor: its own environment, adder into replay, parameters from the learner."""
+    """One actor: its own environment(s), adder(s) into replay, parameters from the learner."""
+
+    # In a process of its own (Ray), JAX dispatches this node's policy calls synchronously.
+    cpu_sync_dispatch = True
 
     def __init__(
         self,
@@ -591,6 +594,8 @@ class ActorNode:
 class EvaluatorNode:
     """Evaluates the greedy policy every `eval_every` steps of the experiment's step count
     (actor steps online, learner steps offline), and at the start and end."""
+
+    cpu_sync_dispatch = True
 
     def __init__(self, builder, learner, counter, experiment: OnlineExperiment | OfflineExperiment):
         seed = experiment.seed * 1000 + 999

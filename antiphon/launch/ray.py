@@ -178,6 +178,18 @@ class _Publisher:
         self._stop.set()
 
 
+def _set_cpu_dispatch(specs: list[dict[str, Any]]) -> None:
+    """Synchronous JAX CPU dispatch in a process that hosts only nodes asking for it (actors and
+    evaluators: a small policy call per step, where async dispatch's hand-off to a worker thread
+    costs more than the computation). Process-wide, which is why the threads launcher, whose
+    actors share the learner's process, leaves it alone."""
+    constructors = [spec.get("constructor") for spec in specs]
+    if constructors and all(getattr(c, "cpu_sync_dispatch", False) for c in constructors):
+        import jax
+
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
+
+
 class _NodeHost:
     """The Ray actor that runs one node, or several colocated ones (one thread each)."""
 
@@ -198,6 +210,7 @@ class _NodeHost:
         self._publishers: dict[str, _Publisher] = {}
         self._address: str | None = None
         self._ip = ray.util.get_node_ip_address()
+        _set_cpu_dispatch(specs)
         for spec in specs:
             node_label = spec["label"]
             kind = spec["kind"]
