@@ -194,9 +194,15 @@ class SubprocessVectorEnvironment:
             child.close()
             self._connections.append(parent)
             self._processes.append(process)
-        for connection in self._connections:
-            self._receive(connection)
-        specs = self._call(0, "specs", None)
+        try:
+            for connection in self._connections:
+                self._receive(connection)
+            specs = self._call(0, "specs", None)
+        except BaseException:
+            # A factory failed in one worker: stop the others (they would wait for commands
+            # until this process exits) before the error reaches the caller.
+            self.close()
+            raise
         self._observation_spec, self._action_spec, self._reward_spec, self._discount_spec = specs[
             :4
         ]
