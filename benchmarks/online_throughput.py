@@ -19,6 +19,7 @@ read from the live system:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from typing import Any
@@ -30,6 +31,7 @@ from antiphon.agents import registry
 from antiphon.core.types import make_environment_spec
 from antiphon.environments import make_environment
 from antiphon.launch import experiments
+from antiphon.replay import clients
 from benchmarks import common
 
 NAME = "online_throughput"
@@ -52,9 +54,13 @@ def measure(
     backend: str,
     settle: float,
     window: float,
+    samples_per_insert: float | None = None,
 ) -> dict[str, Any]:
     builder_class = registry.get_builder_class(agent)
-    builder = builder_class(builder_class.config_class())
+    config = builder_class.config_class()
+    if samples_per_insert is not None:
+        config = dataclasses.replace(config, samples_per_insert=samples_per_insert)
+    builder = builder_class(config)
     env_spec = make_environment_spec(make_environment(TASK, seed=0))
     experiment = experiments.OnlineExperiment(
         environment=TASK,
@@ -68,7 +74,8 @@ def measure(
     program = experiments.build_online_program(builder, experiment, env_spec)
     running = launch.launch(program, launch_type=launcher)
     try:
-        client = reverb.Client(str(running.client("replay")))
+        address = clients.resolve_address(program.groups["replay"][0].handle.dereference())
+        client = reverb.Client(address)
         counter = running.client("counter")
         time.sleep(settle)
         inserted0, sampled0 = _table_stats(client)
@@ -102,6 +109,12 @@ def main() -> None:
     parser.add_argument("--backend", choices=("serial", "subprocess"), default="serial")
     parser.add_argument("--settle", type=float, default=40.0)
     parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument(
+        "--samples-per-insert",
+        type=float,
+        default=None,
+        help="override the agent's rate limiter target (default: the agent's own config)",
+    )
     args = parser.parse_args()
     recorder = common.Recorder(NAME)
     results = []
@@ -141,6 +154,7 @@ def main() -> None:
         "launcher": args.launcher,
         "backend": args.backend,
         "settle_seconds": args.settle,
+        "samples_per_insert_override": args.samples_per_insert,
         "results": results,
     }
     result = recorder.finish(figures, [])

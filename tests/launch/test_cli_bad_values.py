@@ -24,6 +24,9 @@ TRAIN_OPTIONS: dict[str, list[list[str]]] = {
     "--agent": [["--agent", "d4pgg"], ["--agent", ""]],
     "--env": [["--env", "dmc:cartpole-swingp"], ["--env", "nosuchenv"], ["--env", "gym:"]],
     "--actors": [["--actors", "two"], ["--actors", "0"]],
+    "--envs-per-actor": [["--envs-per-actor", "x"], ["--envs-per-actor", "0"]],
+    "--env-backend": [["--env-backend", "envpool"]],
+    "--env-workers": [["--env-workers", "x"], ["--env-workers", "-1"]],
     "--steps": [["--steps", "1e3"], ["--steps", "0"]],
     "--dataset": [["--dataset", "/no/such/file.hdf5"], ["--dataset", "NOT_A_DATASET"]],
     "--run-dir": [["--run-dir", "A_FILE"]],
@@ -131,12 +134,17 @@ def _cases():
                 yield pytest.param(agent, extra, id=f"{agent}:{' '.join(extra)}")
         for option, values in TRAIN_OPTIONS.items():
             for extra in values:
-                if builder.offline and option in ("--actors", "--record-episodes"):
+                if builder.offline and option in (
+                    "--actors",
+                    "--record-episodes",
+                    "--envs-per-actor",
+                ):
                     continue  # refused for offline agents anyway (below)
                 yield pytest.param(agent, extra, id=f"{agent}:{' '.join(extra)}")
     # Online-only options on an offline agent, and a dataset on an online agent.
     yield pytest.param("crr", ["--actors", "2"], id="crr:--actors 2")
     yield pytest.param("crr", ["--record-episodes"], id="crr:--record-episodes")
+    yield pytest.param("crr", ["--envs-per-actor", "4"], id="crr:--envs-per-actor 4")
     yield pytest.param("d4pg", ["--dataset", "DATASET"], id="d4pg:--dataset")
     # An agent on an environment whose spaces it cannot act in.
     yield pytest.param("d4pg", ["--env", "gym:CartPole-v1"], id="d4pg:--env gym:CartPole-v1")
