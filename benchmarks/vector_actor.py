@@ -41,14 +41,6 @@ EFFICIENCY_TARGET = ">= 0.75"
 GAIN_TARGET = ">= 2"
 
 
-class _StaticSource:
-    def __init__(self, params: Any):
-        self._params = params
-
-    def get_variables(self, names):
-        return [self._params for _ in names]
-
-
 def _bare_block(vector_env, loop_steps: int, zeros) -> tuple[float, float]:
     """Every environment steps `loop_steps` zero actions (resetting where an episode ends)."""
     indices = list(range(vector_env.num_envs))
@@ -104,6 +96,7 @@ def run(
     from antiphon.environments.vector import make_vector_environment
     from antiphon.replay import adders, tables
     from benchmarks import common
+    from benchmarks.actor_efficiency import _StaticSource
 
     builder = D4PGBuilder(D4PGConfig())
     probe = make_environment(TASK, seed=0)

@@ -21,7 +21,36 @@ import numpy as np
 PolicyFn = Callable[[Any, Any, Any, jax.Array], tuple[Any, Any]]
 
 
-class GenericActor:
+class _ParameterPulling:
+    """What GenericActor and VectorActor share: parameters from a VariableClient (`_client`),
+    put on `_device` once per pulled version."""
+
+    _client: Any
+    _device: Any
+    _params: Any = None
+    _params_version: Any = None
+
+    def _current_params(self):
+        # Convert pulled numpy params to device arrays once per version, not once per step.
+        version = getattr(self._client, "version", None)
+        if self._params is None or version != self._params_version:
+            self._params = jax.device_put(self._client.params, self._device)
+            self._params_version = version
+        return self._params
+
+    @property
+    def params(self):
+        """The parameters the policy currently acts with (numpy; None before the first pull)."""
+        try:
+            return self._client.params
+        except Exception:  # noqa: BLE001 - no pull yet
+            return None
+
+    def update(self, wait: bool = False) -> None:
+        self._client.update(wait)
+
+
+class GenericActor(_ParameterPulling):
     def __init__(
         self,
         policy: PolicyFn,
@@ -50,22 +79,6 @@ class GenericActor:
 
         self._step = jax.jit(step, backend=backend)
 
-    def _current_params(self):
-        # Convert pulled numpy params to device arrays once per version, not once per step.
-        version = getattr(self._client, "version", None)
-        if self._params is None or version != self._params_version:
-            self._params = jax.device_put(self._client.params, self._device)
-            self._params_version = version
-        return self._params
-
-    @property
-    def params(self):
-        """The parameters the policy currently acts with (numpy; None before the first pull)."""
-        try:
-            return self._client.params
-        except Exception:  # noqa: BLE001 - no pull yet
-            return None
-
     def select_action(self, observation):
         if self._state_extras is not None:
             self._extras = self._state_extras(self._state)
@@ -85,9 +98,6 @@ class GenericActor:
                 self._adder.add(action, next_timestep, extras=self._extras)
             else:
                 self._adder.add(action, next_timestep)
-
-    def update(self, wait: bool = False) -> None:
-        self._client.update(wait)
 
 
 class UniformRandomActor:
@@ -125,7 +135,7 @@ def _stack(trees: list[Any]) -> Any:
     return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
-class VectorActor:
+class VectorActor(_ParameterPulling):
     """The actor of E environments: one jitted, batched policy call per step for all of them.
 
     Environment i has its own PRNG key stream (`keys[i]`, split exactly as GenericActor splits
@@ -173,20 +183,6 @@ class VectorActor:
             return actions, states, split[:, 0]
 
         self._step = jax.jit(step, backend=backend)
-
-    def _current_params(self):
-        version = getattr(self._client, "version", None)
-        if self._params is None or version != self._params_version:
-            self._params = jax.device_put(self._client.params, self._device)
-            self._params_version = version
-        return self._params
-
-    @property
-    def params(self):
-        try:
-            return self._client.params
-        except Exception:  # noqa: BLE001 - no pull yet
-            return None
 
     def select_actions(self, indices: list[int], observations: list[Any]) -> np.ndarray:
         """Actions for the environments in `indices`, given their observations (in order).
@@ -241,6 +237,3 @@ class VectorActor:
                 self._adders[index].add(action, next_timestep, extras=self._extras[index])
             else:
                 self._adders[index].add(action, next_timestep)
-
-    def update(self, wait: bool = False) -> None:
-        self._client.update(wait)
