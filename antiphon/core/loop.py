@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import dm_env
@@ -137,20 +137,31 @@ class EnvironmentLoop:
         Checks happen between episodes, so a step budget is met or exceeded by the last episode.
         With neither budget, runs until `stop_event` is set (or forever). Returns the steps run.
         """
-        if num_episodes is not None and num_steps is not None:
-            raise ValueError("give num_episodes or num_steps, not both")
-        episodes = steps = 0
-        while True:
-            if stop_event is not None and stop_event.is_set():
-                break
-            if num_episodes is not None and episodes >= num_episodes:
-                break
-            if num_steps is not None and steps >= num_steps:
-                break
-            result = self.run_episode()
+        return _run_until(lambda: [self.run_episode()], num_episodes, num_steps, stop_event)
+
+
+def _run_until(
+    run_once: Callable[[], list[dict[str, Any]]],
+    num_episodes: int | None,
+    num_steps: int | None,
+    stop_event: threading.Event | None,
+) -> int:
+    """Calls `run_once` (which returns the results of the episodes it ended) until the episode
+    or step budget is met or `stop_event` is set, checking between calls; returns the steps."""
+    if num_episodes is not None and num_steps is not None:
+        raise ValueError("give num_episodes or num_steps, not both")
+    episodes = steps = 0
+    while True:
+        if stop_event is not None and stop_event.is_set():
+            break
+        if num_episodes is not None and episodes >= num_episodes:
+            break
+        if num_steps is not None and steps >= num_steps:
+            break
+        for result in run_once():
             episodes += 1
             steps += result["episode_length"]
-        return steps
+    return steps
 
 
 def _environment_steps(environment: dm_env.Environment) -> int | None:
@@ -296,17 +307,4 @@ class VectorEnvironmentLoop:
     ) -> int:
         """Steps until `num_episodes` episodes have ended or `num_steps` environment steps were
         run (counted at episode ends, as EnvironmentLoop does), or `stop_event` is set."""
-        if num_episodes is not None and num_steps is not None:
-            raise ValueError("give num_episodes or num_steps, not both")
-        episodes = steps = 0
-        while True:
-            if stop_event is not None and stop_event.is_set():
-                break
-            if num_episodes is not None and episodes >= num_episodes:
-                break
-            if num_steps is not None and steps >= num_steps:
-                break
-            for result in self.step():
-                episodes += 1
-                steps += result["episode_length"]
-        return steps
+        return _run_until(self.step, num_episodes, num_steps, stop_event)
