@@ -41,16 +41,6 @@ TARGET = ">= 0.75"
 TASK = "dmc:cheetah-run"
 
 
-class _StaticSource:
-    """A variable source that always serves the initial parameters."""
-
-    def __init__(self, params: Any):
-        self._params = params
-
-    def get_variables(self, names):
-        return [self._params for _ in names]
-
-
 def _bare_block(env, num_steps: int, action_fn) -> tuple[float, float]:
     start = time.perf_counter()
     steps = 0
@@ -125,7 +115,7 @@ def run(repeats: int = 9, block_steps: int = 2000, budget_seconds: float = 45.0)
         networks = builder.make_networks(env_spec)
         policy_params, _ = networks.init(jax.random.PRNGKey(0), env_spec)
         policy = builder.make_policy(networks, evaluation=False)
-        source = _StaticSource(policy_params)
+        source = common.StaticVariableSource(policy_params)
         actor = builder.make_actor(
             policy, jax.random.PRNGKey(1), source, builder.make_adder(client)
         )

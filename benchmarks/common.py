@@ -242,6 +242,17 @@ def other_processes_cpu(top: int = 3) -> list[str]:
 # Results.
 
 
+class StaticVariableSource:
+    """A variable source that always serves the same parameters (an actor benchmark times acting
+    and writing, not the learner's updates)."""
+
+    def __init__(self, params: Any):
+        self._params = params
+
+    def get_variables(self, names):
+        return [self._params for _ in names]
+
+
 class Recorder:
     """Collects a benchmark's context: command, commit, machine, load before and after."""
 

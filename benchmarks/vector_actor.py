@@ -96,7 +96,6 @@ def run(
     from antiphon.environments.vector import make_vector_environment
     from antiphon.replay import adders, tables
     from benchmarks import common
-    from benchmarks.actor_efficiency import _StaticSource
 
     builder = D4PGBuilder(D4PGConfig())
     probe = make_environment(TASK, seed=0)
@@ -115,7 +114,7 @@ def run(
     client = reverb.Client(f"localhost:{server.port}")
     networks = builder.make_networks(env_spec)
     params, _ = networks.init(jax.random.PRNGKey(0), env_spec)
-    source = _StaticSource(params)
+    source = common.StaticVariableSource(params)
     blocks: dict[str, Any] = {}
     closers = []
     loop_steps = episodes_per_block * episode_steps

@@ -69,8 +69,6 @@ class GenericActor(_ParameterPulling):
         self._extras: Any = ()
         self._device = jax.devices(backend)[0]
         self._key = jax.device_put(key, self._device)
-        self._params = None
-        self._params_version = None
 
         def step(params, observation, state, key):
             key, policy_key = jax.random.split(key)
@@ -174,8 +172,6 @@ class VectorActor(_ParameterPulling):
         self._device = jax.devices(backend)[0]
         # uint32 [E, 2] keys (jax.random.PRNGKey's), kept on the host with the states.
         self._keys = np.stack([np.asarray(k) for k in keys])
-        self._params = None
-        self._params_version = None
 
         def step(params, observations, states, keys):
             split = jax.vmap(jax.random.split)(keys)
